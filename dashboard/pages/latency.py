@@ -1,0 +1,129 @@
+"""Live latency: time a model on this machine, now, on one CPU thread."""
+
+import time
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import common as c
+
+c.page_header("Live latency",
+              "How long one image takes, measured on this machine right now, on a single CPU "
+              f"thread. The brief's limit is {c.LATENCY_LIMIT_MS:.0f} ms per image.")
+
+models = c.usable_models(need="model")
+if not models:
+    _, problem = c.discover_models()
+    c.show_problem(problem or "No classifier with a readable model file was found.")
+    st.stop()
+
+# ---- the machine
+cpu, cores, load = c.cpu_model(), c.cpu_count(), c.load_average()
+m = st.columns([3, 1, 1])
+m[0].metric("CPU", cpu)
+m[1].metric("Cores available", cores)
+m[2].metric("Load (1 min)", "—" if load is None else f"{load:.2f}")
+if load is not None and load >= max(cores - 0.5, 0.75):
+    st.warning(f"Other work is keeping this machine busy (load {load:.1f} on {cores} core"
+               f"{'s' if cores != 1 else ''}), so timings may come out higher than on an idle "
+               "machine.", icon=":material/speed:")
+
+# ---- the controls
+with st.container(border=True):
+    cols = st.columns([2, 1, 1])
+    with cols[0]:
+        entry = c.model_picker(models, key="lat_model")
+    runs = cols[1].select_slider("Timed runs", [50, 100, 200, 500, 1000], value=200, key="lat_runs")
+    warmup = cols[2].select_slider("Warm-up runs", [5, 10, 20, 50], value=20, key="lat_warmup")
+    st.caption("Each run classifies one image. The model runs in a separate process limited to "
+               "one thread; measurements from all viewers take turns, one at a time.")
+    go_button = st.button("Measure now", icon=":material/timer:", type="primary", key="lat_go")
+
+results: dict = st.session_state.setdefault("lat_results", {})
+
+if go_button:
+    if c.lock_busy("latency"):
+        st.info("Another measurement is running; yours starts as soon as it finishes.",
+                icon=":material/hourglass_top:")
+    with st.status(f"Measuring {entry.name}: {warmup} warm-up + {runs} timed runs per format…",
+                   expanded=False) as status:
+        t0 = time.monotonic()
+        try:
+            with c.exclusive("latency", timeout_s=600):
+                res = c.measure_latency(entry.path, runs=runs, warmup=warmup)
+            if not isinstance(res, dict) or not any(isinstance(res.get(k), dict)
+                                                    for k in ("keras", "tflite")):
+                raise RuntimeError("the benchmark returned no timings")
+        except TimeoutError:
+            status.update(label="The machine stayed busy with other measurements; try again "
+                                "in a minute.", state="error")
+            st.stop()
+        except Exception as exc:
+            status.update(label=f"The measurement failed: {exc.__class__.__name__}: "
+                                f"{str(exc)[:300]}", state="error")
+            st.stop()
+        res["_elapsed_s"] = time.monotonic() - t0
+        res["_when"] = time.strftime("%H:%M:%S")
+        res["_runs"], res["_warmup"] = runs, warmup
+        results[str(entry.path)] = res
+        status.update(label=f"Done in {res['_elapsed_s']:.0f} s", state="complete")
+
+res = results.get(str(entry.path))
+if res is None:
+    st.info("Press **Measure now** to time this model. It takes a few seconds to start "
+            "the benchmark process, then about a second per few hundred runs.",
+            icon=":material/timer:")
+    st.stop()
+
+st.subheader(f"{entry.name}, measured at {res.get('_when', '?')}")
+st.caption(f"On {res.get('cpu', cpu)}, {res.get('threads', 1)} thread, "
+           f"{res.get('_warmup', '?')} warm-up + {res.get('_runs', '?')} timed runs per format.")
+
+LABELS = {"keras": "Keras", "tflite": "TFLite"}
+COLORS = {"keras": "#4c78a8", "tflite": "#f58518"}
+kinds = [k for k in LABELS if isinstance(res.get(k), dict)]
+cols = st.columns(2 * len(kinds))
+for i, k in enumerate(kinds):
+    med, p90 = res[k].get("median"), res[k].get("p90")
+    recorded = entry.latency(k)
+    delta = None if (recorded is None or med is None) else f"{med - recorded:+.2f} ms vs recorded"
+    cols[2 * i].metric(f"{LABELS[k]} median", c.ms(med), delta=delta, delta_color="inverse",
+                       help=f"Recorded by trainer.evaluate: {c.ms(recorded)}")
+    ok = med is not None and med <= c.LATENCY_LIMIT_MS
+    cols[2 * i + 1].metric(f"{LABELS[k]} p90", c.ms(p90),
+                           delta=("within" if ok else "over") + f" {c.LATENCY_LIMIT_MS:.0f} ms",
+                           delta_color="normal" if ok else "inverse",
+                           help="9 in 10 images are at least this fast")
+
+fig = go.Figure()
+all_samples = []
+for k in kinds:
+    samples = np.asarray(res[k].get("samples_ms") or [], dtype=float)
+    if samples.size:
+        all_samples.append(samples)
+        fig.add_trace(go.Histogram(x=samples, name=LABELS[k], marker_color=COLORS[k],
+                                   opacity=0.7, nbinsx=60))
+        fig.add_vline(x=float(np.median(samples)), line_dash="dot", line_color=COLORS[k])
+if all_samples:
+    hi = float(np.percentile(np.concatenate(all_samples), 99))
+    fig.add_vline(x=c.LATENCY_LIMIT_MS, line_dash="dash", line_color="#d62728",
+                  annotation_text=f"{c.LATENCY_LIMIT_MS:.0f} ms limit",
+                  annotation_position="top left")
+    fig.update_layout(barmode="overlay", height=380, xaxis_title="ms per image",
+                      yaxis_title="runs", legend=dict(orientation="h", y=1.12),
+                      xaxis_range=[0, max(hi * 1.1, c.LATENCY_LIMIT_MS * 1.1)],
+                      margin=dict(t=40, b=40, l=40, r=20))
+    c.chart(fig, key="lat_hist")
+    st.caption("Dotted lines: medians. The slowest 1% of runs are off the right edge.")
+
+rows = []
+for k in kinds:
+    rows.append({"format": LABELS[k], "median now (ms)": res[k].get("median"),
+                 "p90 now (ms)": res[k].get("p90"),
+                 "images/s now": 1000.0 / res[k]["median"] if res[k].get("median") else None,
+                 "median recorded (ms)": entry.latency(k), "p90 recorded (ms)": entry.latency(k, "p90")})
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+             column_config={col: st.column_config.NumberColumn(format="%.2f")
+                            for col in rows[0] if col != "format"} if rows else None)

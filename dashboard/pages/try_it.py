@@ -1,0 +1,177 @@
+"""Try it: classify an uploaded picture or a test image and show the top-5 classes."""
+
+import io
+import warnings
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dashboard import common as c
+
+CLASSES = list(c.CLASS_NAMES)
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
+
+c.page_header("Try it",
+              "Give a model a picture and see what it thinks. The models know ten classes: "
+              + ", ".join(CLASSES) + ".")
+
+models = c.usable_models(need="model")
+if not models:
+    _, problem = c.discover_models()
+    c.show_problem(problem or "No classifier with a readable model file was found.")
+    st.stop()
+
+
+class BadImage(ValueError):
+    """The upload is not a usable picture; the message says why."""
+
+
+def decode_upload(data: bytes) -> Image.Image:
+    if not data:
+        raise BadImage("The file is empty.")
+    if len(data) > c.MAX_UPLOAD_MB * 1024 * 1024:
+        raise BadImage(f"The file is larger than {c.MAX_UPLOAD_MB} MB. Please use a smaller image.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > c.MAX_IMAGE_PIXELS:
+                raise BadImage(f"The image is {w:,}×{h:,} pixels, more than "
+                               f"{c.MAX_IMAGE_PIXELS // 1_000_000} megapixels. Please use a "
+                               "smaller image.")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except BadImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImage("The image is far too large to open safely. Please use a smaller image.")
+    except UnidentifiedImageError:
+        raise BadImage("This file is not an image we can read. Please upload a PNG, JPEG, WebP, "
+                       "BMP, GIF or TIFF picture.")
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise BadImage(f"The image file seems damaged or truncated ({exc}).")
+    if img.mode in ("RGBA", "LA", "P", "PA"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return img.convert("RGB")
+
+
+def to_model_input(img: Image.Image, crop: bool) -> Image.Image:
+    if crop:
+        return ImageOps.fit(img, (32, 32), Image.Resampling.LANCZOS)
+    return img.resize((32, 32), Image.Resampling.LANCZOS)
+
+
+top = st.columns([2, 2])
+with top[0]:
+    entry = c.model_picker(models, key="try_model")
+with top[1]:
+    source = st.segmented_control("Picture", ["Upload", "Test image"], default="Upload",
+                                  key="try_source") or "Upload"
+
+small = None       # the 32x32 RGB picture the model sees
+original = None    # what to show as "your picture"
+truth = None
+note = None
+
+if source == "Upload":
+    up = st.file_uploader("Upload a picture (any size; it is shrunk to 32×32 pixels)",
+                          type=UPLOAD_TYPES, key="try_upload", max_upload_size=c.MAX_UPLOAD_MB)
+    crop = st.toggle("Crop to the centre square (otherwise squash)", value=True, key="try_crop")
+    if up is None:
+        st.info("Upload a photo of an airplane, car, bird, cat, deer, dog, frog, horse, ship or "
+                "truck, or switch to **Test image** to pick one of the CIFAR-10 test pictures.",
+                icon=":material/upload:")
+        st.stop()
+    try:
+        original = decode_upload(up.getvalue())
+    except BadImage as exc:
+        st.error(str(exc), icon=":material/broken_image:")
+        st.stop()
+    small = to_model_input(original, crop)
+    w, h = original.size
+    if (w, h) != (32, 32):
+        how = "cropped to its centre square and " if crop and w != h else ""
+        note = (f"Your picture is {w:,}×{h:,} pixels; it was {how}shrunk to 32×32, the size the "
+                "models were trained on, so fine detail is lost.")
+else:
+    try:
+        x_test, y_test, _ = c.test_set()
+    except c.DashboardDataError as exc:
+        c.show_problem(str(exc), icon=":material/image_not_supported:")
+        st.stop()
+    pick = st.columns([2, 2, 1])
+    cls = pick[0].selectbox("Class", ["any"] + CLASSES, key="try_class")
+    pool = np.arange(len(y_test)) if cls == "any" else np.flatnonzero(y_test == CLASSES.index(cls))
+    if "try_index" not in st.session_state:
+        st.session_state["try_index"] = 0
+
+    def random_pick() -> None:
+        st.session_state["try_index"] = int(np.random.default_rng().choice(pool))
+
+    pick[2].button("Random", icon=":material/shuffle:", on_click=random_pick, key="try_random",
+                   width="stretch")
+    idx = pick[1].number_input("Test image number", 0, len(y_test) - 1, key="try_index", step=1)
+    idx = int(idx)
+    small = Image.fromarray(x_test[idx])
+    original = small
+    truth = CLASSES[int(y_test[idx])]
+
+try:
+    model = c.classifier(entry)
+    probs = c.predict(model, np.asarray(small, dtype=np.uint8))[0]
+except c.DashboardDataError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+except Exception as exc:  # a model that loads but fails to run
+    st.error(f"{entry.name} could not classify the picture ({exc.__class__.__name__}).",
+             icon=":material/error:")
+    st.stop()
+
+order = np.argsort(-probs)[:5]
+best = CLASSES[order[0]]
+left, mid, right = st.columns([1, 1, 2], gap="large")
+with left:
+    st.image(original, caption="Your picture" if source == "Upload" else f"Test image #{idx}",
+             width="stretch")
+with mid:
+    st.image(small.resize((256, 256), Image.Resampling.NEAREST),
+             caption="What the model sees (32×32, enlarged)", width="stretch")
+with right:
+    verdict = f"### {best} · {probs[order[0]]:.0%}"
+    st.markdown(verdict)
+    if truth is not None:
+        if truth == best:
+            st.success(f"Correct: this test image is a **{truth}**.", icon=":material/check_circle:")
+        else:
+            st.warning(f"Not quite: this test image is a **{truth}**.", icon=":material/cancel:")
+    fig = go.Figure(go.Bar(
+        x=probs[order][::-1] * 100, y=[CLASSES[k] for k in order][::-1], orientation="h",
+        text=[f"{p:.1%}" for p in probs[order][::-1]], textposition="auto",
+        marker_color=["#4c78a8"] * 4 + ["#f58518"]))
+    fig.update_layout(title=f"Top 5 classes · {entry.name}", xaxis_title="probability (%)",
+                      xaxis_range=[0, 100], height=320, margin=dict(t=50, b=30, l=20, r=20))
+    c.chart(fig, key="try_top5")
+if note:
+    st.caption(f":material/info: {note}")
+
+others = [m for m in models if m.path != entry.path]
+if others and st.toggle("Compare with the other models", key="try_compare"):
+    rows = []
+    for m in [entry] + others:
+        try:
+            p = c.predict(c.classifier(m), np.asarray(small, dtype=np.uint8))[0]
+        except Exception as exc:
+            rows.append({"model": m.name, "prediction": f"unavailable ({exc.__class__.__name__})",
+                         "confidence": None})
+            continue
+        k = int(np.argmax(p))
+        rows.append({"model": m.name, "prediction": CLASSES[k], "confidence": float(p[k])})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        "confidence": st.column_config.ProgressColumn("confidence", format="percent",
+                                                      min_value=0, max_value=1)})

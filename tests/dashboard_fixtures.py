@@ -1,0 +1,146 @@
+"""Tiny artifacts that follow docs/ARTIFACTS.md, for the dashboard tests.
+
+`make_models_root(root)` writes:
+  tiny/        a real (tiny) Keras classifier: model.keras, model.tflite, config.json,
+               training.json, metrics.json, report.md, test_predictions.npz
+  broken/      config.json with an arch, a garbage model.keras and an unreadable metrics.json
+  text2image/  a diffusion-style folder that the classifier pages must skip
+`make_tuning_root(root)` writes tuning/summary.csv and summary.json with a few trials.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
+               "dog", "frog", "horse", "ship", "truck"]
+
+
+def _test_labels(n: int = 10000) -> np.ndarray:
+    """The real test labels when the offline archive is present (so the gallery's images match),
+    else a balanced random labelling."""
+    try:
+        from trainer.data import load_cifar10, resolve_archive
+
+        if resolve_archive() is not None:
+            return load_cifar10(splits=("test",)).y_test
+    except Exception:
+        pass
+    return np.random.default_rng(0).permutation(np.arange(n) % 10).astype(np.int64)
+
+
+def build_tiny_model():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3), name="pixels")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="features")(x)
+    outputs = keras.layers.Dense(10, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="tiny")
+
+
+def _tflite_bytes(model) -> bytes:
+    import tensorflow as tf
+
+    fn = tf.function(lambda x: model(x, training=False),
+                     input_signature=[tf.TensorSpec((1, 32, 32, 3), tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
+    return converter.convert()
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+def make_models_root(root: Path) -> Path:
+    root = Path(root)
+    tiny = root / "tiny"
+    tiny.mkdir(parents=True, exist_ok=True)
+    model = build_tiny_model()
+    model.save(tiny / "model.keras")
+    (tiny / "model.tflite").write_bytes(_tflite_bytes(model))
+    params = int(model.count_params())
+
+    labels = _test_labels()
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(labels.size, 10)) + 2.5 * np.eye(10)[labels]
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.savez_compressed(tiny / "test_predictions.npz", probs=probs.astype(np.float16), labels=labels)
+    pred = probs.argmax(1)
+    cm = np.zeros((10, 10), int)
+    np.add.at(cm, (labels, pred), 1)
+    per_class = []
+    for k, name in enumerate(CLASS_NAMES):
+        tp = cm[k, k]
+        prec = tp / max(cm[:, k].sum(), 1)
+        rec = tp / max(cm[k].sum(), 1)
+        per_class.append({"class": name, "accuracy": rec, "precision": prec, "recall": rec,
+                          "f1": 2 * prec * rec / max(prec + rec, 1e-9), "support": int(cm[k].sum())})
+    write_json(tiny / "config.json", {
+        "name": "tiny", "arch": "tiny_cnn", "hyperparameters": {"width": 8}, "params": params,
+        "macs": 55_000, "seed": 0, "epochs": 1, "batch_size": 32, "data_source": "fixture"})
+    write_json(tiny / "training.json", {
+        "training_time_s": 12.5, "epochs_run": 1,
+        "history": {"loss": [2.3], "val_accuracy": [0.1]}, "machine": "test"})
+    write_json(tiny / "metrics.json", {
+        "name": "tiny", "dataset": "fixture", "class_names": CLASS_NAMES,
+        "accuracy": float((pred == labels).mean()), "accuracy_flip_tta": None,
+        "per_class": per_class, "confusion_matrix": cm.tolist(), "params": params,
+        "macs": 55_000,
+        "file_size_bytes": {"keras": (tiny / "model.keras").stat().st_size,
+                            "tflite": (tiny / "model.tflite").stat().st_size},
+        "latency_ms": {"keras": {"median": 1.5, "p90": 1.9, "runs": 50},
+                       "tflite": {"median": 0.2, "p90": 0.3, "runs": 50}},
+        "threads": 1, "cpu": "fixture CPU", "training_time_s": 12.5,
+        "evaluated_at": "2026-11-23T12:00:00+00:00"})
+    (tiny / "report.md").write_text("# tiny\n\nA fixture model.\n", encoding="utf-8")
+
+    broken = root / "broken"
+    broken.mkdir(exist_ok=True)
+    write_json(broken / "config.json", {"name": "broken", "arch": "resnet_mini", "params": 2_000_000})
+    (broken / "model.keras").write_bytes(b"this is not a zip file")
+    (broken / "metrics.json").write_text("{ not json", encoding="utf-8")
+
+    t2i = root / "text2image"
+    t2i.mkdir(exist_ok=True)
+    write_json(t2i / "metrics.json", {"fid": 55.0, "clip_score": 0.2})
+    write_json(t2i / "config.json", {"image_size": 32, "text_encoder": "tiny"})
+    return root
+
+
+def make_tuning_root(root: Path) -> Path:
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(2)
+    rows = []
+    for i in range(8):
+        rows.append({
+            "trial_id": f"{i:02d}", "status": "COMPLETED" if i != 5 else "FAILED",
+            "val_accuracy": "" if i == 5 else round(float(rng.uniform(0.6, 0.9)), 4),
+            "params": int(rng.integers(100_000, 1_500_000)),
+            "macs": int(rng.integers(10_000_000, 90_000_000)),
+            "seconds": round(float(rng.uniform(60, 600)), 1),
+            "hp_width": int(rng.choice([16, 32, 64])),
+            "hp_learning_rate": float(rng.choice([1e-3, 3e-3, 1e-2])),
+            "hp_block": str(rng.choice(["sep", "res", "mbconv"])),
+        })
+    with open(root / "summary.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    write_json(root / "summary.json", rows)
+    return root
+
+
+def env_for(models_root: Path, tuning_root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["SAVED_MODELS_DIR"] = str(models_root)
+    env["TUNING_DIR"] = str(tuning_root)
+    return env

@@ -1,0 +1,206 @@
+"""The brief's test script: every metric of a saved classifier, recomputed on each run.
+
+    python -m trainer.evaluate saved_models/<name>
+
+On the CIFAR-10 test split: top-1 accuracy (plain and with flip test-time augmentation),
+per-class accuracy, precision/recall/F1, the confusion matrix (JSON and PNG); parameter count,
+MACs, file sizes; CPU latency in ms per image on ONE thread (median and p90, Keras through a
+tf.function and TFLite) measured in a child process; throughput at batch 256 on all cores.
+Writes metrics.json, report.md, confusion_matrix.png and test_predictions.npz beside the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from trainer import cli
+
+BRIEF_LATENCY_LIMIT_MS = 20.0
+TFLITE_CHECK_IMAGES = 500
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m trainer.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model_dir", type=Path, help="a folder written by trainer.train, e.g. saved_models/sepnet_best")
+    p.add_argument("--data", help="path to cifar-10-python.tar.gz (else $CIFAR10_ARCHIVE, the shared copy, or download)")
+    p.add_argument("--runs", type=int, default=200, help="timed batch-1 calls per latency figure (>= 200 for reports)")
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--limit", type=int, help="evaluate only the first N test images (smoke tests)")
+    args = p.parse_args(argv)
+    if args.runs < 1:
+        p.error("--runs must be at least 1")
+    return args
+
+
+def throughput(model, batch_size: int = 256, repeats: int = 5) -> float:
+    """Images per second at a large batch with all cores, through a traced graph."""
+    import tensorflow as tf
+
+    fn = tf.function(lambda x: model(x, training=False))
+    x = tf.random.uniform((batch_size, 32, 32, 3), 0, 255)
+    fn(x).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn(x).numpy()
+    return batch_size * repeats / (time.perf_counter() - start)
+
+
+def save_confusion_png(cm, class_names, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=110)
+    im = ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def render_report(m: dict) -> str:
+    lat = m["latency_ms"]
+    training_time = "n/a" if m["training_time_s"] is None else f"{m['training_time_s'] / 60:.1f} min"
+    lines = [
+        f"# {m['name']}: evaluation report",
+        "",
+        f"Data: {m['dataset']}",
+        f"Evaluated {m['evaluated_at']} on {m['cpu']}.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| top-1 accuracy | {m['accuracy'] * 100:.2f}% |",
+        f"| top-1 accuracy, flip TTA | {m['accuracy_flip_tta'] * 100:.2f}% |",
+        f"| macro precision / recall / F1 | {m['macro_avg']['precision']:.4f} / {m['macro_avg']['recall']:.4f} / {m['macro_avg']['f1']:.4f} |",
+        f"| parameters (`count_params()`) | {m['params']:,} |",
+        f"| MACs per image | {m['macs'] / 1e6:.2f} M |",
+        f"| file size `.keras` / `.tflite` | {m['file_size_bytes']['keras'] / 1e6:.2f} MB / {m['file_size_bytes']['tflite'] / 1e6:.2f} MB |",
+        f"| latency Keras (tf.function), 1 thread | median {lat['keras']['median']:.3f} ms, p90 {lat['keras']['p90']:.3f} ms |",
+        f"| latency TFLite, 1 thread | median {lat['tflite']['median']:.3f} ms, p90 {lat['tflite']['p90']:.3f} ms |",
+        f"| latency TFLite + flip TTA, 1 thread | median {lat['tflite_flip_tta']['median']:.3f} ms, p90 {lat['tflite_flip_tta']['p90']:.3f} ms |",
+        f"| throughput, batch 256, all cores | {m['throughput_img_s']:.0f} img/s |",
+        f"| TFLite agrees with Keras (top-1, first {m['tflite_check']['images']} images) | {m['tflite_check']['agreement'] * 100:.1f}% |",
+        f"| training time | {training_time} |",
+        f"| brief's limits (< 1M params, <= {BRIEF_LATENCY_LIMIT_MS:.0f} ms) | {'met' if m['within_brief_limits'] else 'NOT met'} |",
+        "",
+        "## Per class",
+        "",
+        "| class | accuracy | precision | recall | F1 | support |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {c['class']} | {c['accuracy'] * 100:.1f}% | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+              for c in m["per_class"]]
+    lines += ["", "## Most confused pairs (true -> predicted)", ""]
+    lines += [f"- {p['true']} -> {p['predicted']}: {p['count']}" for p in m["most_confused"]]
+    lines += ["", "![confusion matrix](confusion_matrix.png)", "",
+              f"Latency: batch 1, {lat['keras']['runs']} timed calls after {lat.get('warmup', '?')} warm-up calls, "
+              "intra/inter-op threads = 1 set before any TF op, in a separate process "
+              "(`python -m trainer.latency`).", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    model_dir = args.model_dir
+    from trainer.artifacts import atomic_write_bytes, cpu_name, read_json, write_json
+    from trainer.data import CLASS_NAMES, load_cifar10
+    from trainer.export import tflite_interpreter, tflite_predict
+    from trainer.latency import measure_in_subprocess
+    from trainer.macs import count_macs
+    from trainer.metrics import classification_report, most_confused_pairs
+    from trainer.models import PARAM_LIMIT, load_classifier
+
+    model = load_classifier(model_dir)
+    tflite_path = model_dir / "model.tflite"
+    interpreter = tflite_interpreter(tflite_path)  # fail early on a missing/corrupt export
+    config = read_json(model_dir / "config.json") if (model_dir / "config.json").is_file() else {}
+    training = read_json(model_dir / "training.json") if (model_dir / "training.json").is_file() else {}
+    name = config.get("name", model_dir.name)
+
+    data = load_cifar10(args.data, splits=("test",))
+    x, y = data.x_test, data.y_test
+    if args.limit:
+        x, y = x[: args.limit], y[: args.limit]
+    print(f"evaluating {name} on {len(y):,} test images from {data.source}", flush=True)
+
+    xf = x.astype(np.float32)
+    probs = model.predict(xf, batch_size=500, verbose=0)
+    probs_flip = model.predict(xf[:, :, ::-1], batch_size=500, verbose=0)
+    probs_tta = (probs + probs_flip) / 2
+    report = classification_report(y, probs.argmax(1))
+    tta_acc = float((probs_tta.argmax(1) == y).mean())
+
+    n_check = min(TFLITE_CHECK_IMAGES, len(y))
+    tflite_top1 = tflite_predict(interpreter, xf[:n_check]).argmax(1)
+    agreement = float((tflite_top1 == probs[:n_check].argmax(1)).mean())
+
+    print("timing: one thread, batch 1, in a child process ...", flush=True)
+    latency = measure_in_subprocess(model_dir, runs=args.runs, warmup=args.warmup)
+    for timing in latency.values():  # raw samples stay out of metrics.json; the dashboard re-measures
+        if isinstance(timing, dict):
+            timing.pop("samples_ms", None)
+    params = model.count_params()
+    metrics = {
+        "name": name,
+        "dataset": f"CIFAR-10 test split, {len(y):,} images; source: {data.source}",
+        "class_names": list(CLASS_NAMES),
+        "accuracy": report["accuracy"],
+        "accuracy_flip_tta": round(tta_acc, 5),
+        "per_class": report["per_class"],
+        "macro_avg": report["macro_avg"],
+        "confusion_matrix": report["confusion_matrix"],
+        "most_confused": most_confused_pairs(report["confusion_matrix"]),
+        "params": params,
+        "macs": count_macs(model),
+        "file_size_bytes": {"keras": (model_dir / "model.keras").stat().st_size, "tflite": tflite_path.stat().st_size},
+        "latency_ms": {k: v for k, v in latency.items() if isinstance(v, dict)},
+        "threads": 1,
+        "throughput_img_s": round(throughput(model), 1),
+        "tflite_check": {"images": n_check, "agreement": round(agreement, 4)},
+        "cpu": cpu_name(),
+        "training_time_s": training.get("training_time_s"),
+        "evaluated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    metrics["within_brief_limits"] = bool(
+        params < PARAM_LIMIT and metrics["latency_ms"]["keras"]["median"] <= BRIEF_LATENCY_LIMIT_MS)
+    metrics["latency_ms"]["warmup"] = args.warmup
+
+    save_confusion_png(report["confusion_matrix"], CLASS_NAMES, model_dir / "confusion_matrix.png",
+                       f"{name}: {report['accuracy'] * 100:.2f}% top-1")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, probs=probs.astype(np.float16), probs_flip=probs_flip.astype(np.float16), labels=y)
+    atomic_write_bytes(model_dir / "test_predictions.npz", buffer.getvalue())
+    write_json(model_dir / "metrics.json", metrics)
+    atomic_write_bytes(model_dir / "report.md", render_report(metrics).encode())
+
+    lat = metrics["latency_ms"]
+    print(f"\n{name}: accuracy {metrics['accuracy'] * 100:.2f}% (flip TTA {tta_acc * 100:.2f}%), "
+          f"{params:,} params, {metrics['macs'] / 1e6:.1f}M MACs\n"
+          f"latency, 1 thread: Keras {lat['keras']['median']:.2f} ms (p90 {lat['keras']['p90']:.2f}), "
+          f"TFLite {lat['tflite']['median']:.2f} ms (p90 {lat['tflite']['p90']:.2f}); "
+          f"throughput {metrics['throughput_img_s']:.0f} img/s at batch 256\n"
+          f"wrote {model_dir}/metrics.json, report.md, confusion_matrix.png, test_predictions.npz")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

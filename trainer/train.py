@@ -1,0 +1,186 @@
+"""Train one classifier to its full budget and save it to saved_models/<name>/.
+
+    python -m trainer.train                       # the best trial of tuning/summary.json
+    python -m trainer.train --config resnet20     # the ResNet-20 peer
+    python -m trainer.train --epochs 1 --subset 2000 --name smoke
+
+Interrupted runs resume from the last finished epoch when the same command runs again
+(keras.callbacks.BackupAndRestore under checkpoints/<name>/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import keras
+
+from trainer import cli
+from trainer.artifacts import write_json
+from trainer.data import REPO_ROOT
+
+DEFAULT_TUNING = REPO_ROOT / "tuning"
+DEFAULT_OUT = REPO_ROOT / "saved_models"
+DEFAULT_CHECKPOINTS = REPO_ROOT / "checkpoints"
+# ResNet-20 trains with the same recipe as the searched nets, at its paper's peak LR.
+RESNET20_HP = {"learning_rate": 0.2, "weight_decay": 5e-4, "label_smoothing": 0.1}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m trainer.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="best",
+                   help="best (the search's best trial), default (DEFAULT_HP), resnet20, "
+                        "or a JSON file with {'arch', 'hyperparameters'} (default: best)")
+    p.add_argument("--name", help="folder name under --out (default: from the config)")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--subset", type=int, help="train on a class-balanced subset of this many images")
+    p.add_argument("--holdout", type=float, default=0.1,
+                   help="fraction of the training split held out for validation (0 = train on all 50,000)")
+    p.add_argument("--cutout", type=int, default=0, help="cutout square side in pixels (0 = off)")
+    p.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="TF threads (0 = all cores)")
+    p.add_argument("--data", help="path to cifar-10-python.tar.gz (else $CIFAR10_ARCHIVE, the shared copy, or download)")
+    p.add_argument("--tuning-dir", type=Path, default=DEFAULT_TUNING)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--checkpoints", type=Path, default=DEFAULT_CHECKPOINTS)
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1 if sys.stdout.isatty() else 2,
+                   help="Keras progress: 1 = bar, 2 = one line per epoch")
+    args = p.parse_args(argv)
+    if args.epochs < 1:
+        p.error("--epochs must be at least 1")
+    if args.subset is not None and args.subset < 10 * 2:
+        p.error("--subset must be at least 20 images")
+    if not 0.0 <= args.holdout < 1.0:
+        p.error("--holdout must be in [0, 1)")
+    return args
+
+
+def resolve_config(config: str, tuning_dir: Path) -> dict:
+    """Turns --config into {"arch", "hyperparameters", "name"}."""
+    from trainer.models import DEFAULT_HP
+
+    if config == "best":
+        from trainer.search import best_trial
+
+        trial = best_trial(tuning_dir)
+        return {"arch": "sepnet", "hyperparameters": {**DEFAULT_HP, **trial["hyperparameters"]},
+                "name": "sepnet_best", "trial_id": trial["trial_id"]}
+    if config == "default":
+        return {"arch": "sepnet", "hyperparameters": dict(DEFAULT_HP), "name": "sepnet_default"}
+    if config == "resnet20":
+        return {"arch": "resnet20", "hyperparameters": dict(RESNET20_HP), "name": "resnet20"}
+    path = Path(config)
+    if not path.is_file():
+        raise FileNotFoundError(f"--config {config!r} is neither best/default/resnet20 nor a JSON file")
+    from trainer.artifacts import read_json
+
+    spec = read_json(path)
+    if "arch" not in spec:
+        raise ValueError(f"{path} must hold an 'arch' key (sepnet or resnet20)")
+    hp = {**(DEFAULT_HP if spec["arch"] == "sepnet" else RESNET20_HP), **spec.get("hyperparameters", {})}
+    return {"arch": spec["arch"], "hyperparameters": hp, "name": spec.get("name", path.stem)}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from trainer.training import configure_threads
+
+    configure_threads(args.threads)
+
+    from trainer.artifacts import atomic_dir, machine_summary
+    from trainer.data import balanced_subset, holdout_split, load_cifar10
+    from trainer.export import to_tflite
+    from trainer.macs import count_macs
+    from trainer.models import build_model, check_param_limit
+    from trainer.training import compile_classifier, eval_dataset, steps_per_epoch, train_dataset
+
+    spec = resolve_config(args.config, args.tuning_dir)
+    name = args.name or spec["name"]
+    hp = spec["hyperparameters"]
+    keras.utils.set_random_seed(args.seed)
+
+    data = load_cifar10(args.data, splits=("train",))
+    x, y = data.x_train, data.y_train
+    x_val = y_val = None
+    if args.holdout > 0:
+        x, y, x_val, y_val = holdout_split(x, y, args.holdout, seed=args.seed)
+    x, y = balanced_subset(x, y, args.subset, seed=args.seed)
+    if x_val is not None and args.subset:  # keep validation proportionate on smoke runs
+        x_val, y_val = balanced_subset(x_val, y_val, max(args.subset // 5, 10), seed=args.seed)
+
+    model = build_model(spec["arch"], hp, name=name)
+    params = check_param_limit(model)
+    macs = count_macs(model)
+    total_steps = steps_per_epoch(len(y), args.batch_size) * args.epochs
+    compile_classifier(model, hp, total_steps, ema=args.ema)
+    print(f"{name}: {spec['arch']}, {params:,} params, {macs / 1e6:.1f}M MACs; "
+          f"{len(y):,} training images x {args.epochs} epochs; data: {data.source}", flush=True)
+
+    ckpt_dir = args.checkpoints / name
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    log = EpochLog(ckpt_dir / "epochs.json")
+    model.fit(
+        train_dataset(x, y, args.batch_size, args.seed, args.cutout),
+        validation_data=None if x_val is None else eval_dataset(x_val, y_val),
+        epochs=args.epochs,
+        callbacks=[keras.callbacks.BackupAndRestore(str(ckpt_dir / "backup")), log],
+        verbose=args.verbose,
+    )
+
+    # Save a fresh, uncompiled twin: no optimizer state (half the file), nothing custom to load.
+    clean = build_model(spec["arch"], hp, name=name)
+    clean.set_weights(model.get_weights())
+    with atomic_dir(args.out / name) as tmp:
+        clean.save(tmp / "model.keras")
+        (tmp / "model.tflite").write_bytes(to_tflite(clean))
+        write_json(tmp / "config.json", {
+            "name": name, "arch": spec["arch"], "hyperparameters": hp,
+            "trial_id": spec.get("trial_id"), "params": params, "macs": macs, "seed": args.seed,
+            "epochs": args.epochs, "batch_size": args.batch_size, "subset": args.subset,
+            "holdout": args.holdout, "cutout": args.cutout, "ema": args.ema,
+            "data_source": data.source, "train_images": len(y)})
+        write_json(tmp / "training.json", {
+            "training_time_s": round(log.total_seconds(), 1), "epochs_run": len(log.epochs),
+            "threads": args.threads or "all", "history": log.history(), "machine": machine_summary()})
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    print(f"saved {args.out / name} (training time {log.total_seconds() / 60:.1f} min); "
+          f"next: python -m trainer.evaluate {args.out / name}")
+    return 0
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Keeps per-epoch metrics and wall time on disk, so the times of resumed runs add up."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+        self.epochs = json.loads(path.read_text()) if path.is_file() else []
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs = [e for e in self.epochs if e["epoch"] < epoch]  # drop epochs lost to a crash
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        entry = {"epoch": epoch, "seconds": time.perf_counter() - self._start}
+        entry.update({k: float(v) for k, v in (logs or {}).items()})
+        self.epochs.append(entry)
+        write_json(self.path, self.epochs)
+
+    def total_seconds(self) -> float:
+        return sum(e["seconds"] for e in self.epochs)
+
+    def history(self) -> dict:
+        keys = [k for k in (self.epochs[0] if self.epochs else {}) if k != "epoch"]
+        return {k: [round(e.get(k, float("nan")), 5) for e in self.epochs] for k in keys}
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

@@ -1,0 +1,90 @@
+"""What search and train share: input pipelines, the one-cycle schedule, optimiser and loss."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer.data import NUM_CLASSES
+
+
+def configure_threads(threads: int) -> None:
+    """Pins TF's thread pools; must run before the first TF op (0 = TF's default, all cores)."""
+    if threads > 0:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _augment(image, label, cutout: int):
+    # Reflect-pad 4 then random 32x32 crop, and horizontal flip: the standard CIFAR recipe.
+    image = tf.pad(image, [[4, 4], [4, 4], [0, 0]], mode="REFLECT")
+    image = tf.image.random_crop(image, (32, 32, 3))
+    image = tf.image.random_flip_left_right(image)
+    if cutout > 0:  # DeVries & Taylor 2017: zero a random square (centre may fall near edges)
+        cy, cx = tf.random.uniform([2], 0, 32, dtype=tf.int32)
+        ys = tf.range(32)[:, None]
+        xs = tf.range(32)[None, :]
+        inside = (tf.abs(ys - cy) <= cutout // 2) & (tf.abs(xs - cx) <= cutout // 2)
+        image = image * tf.cast(~inside, image.dtype)[..., None]
+    return image, label
+
+
+def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, cutout: int = 0) -> tf.data.Dataset:
+    """Shuffled, augmented, one-hot batches of float32 0-255 pixels (the model normalises)."""
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), tf.one_hot(b, NUM_CLASSES)),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda a, b: _augment(a, b, cutout), num_parallel_calls=tf.data.AUTOTUNE)
+    # drop_remainder keeps every step's shape fixed: one traced graph, steady BN statistics.
+    return ds.batch(batch_size, drop_remainder=len(y) >= batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> tf.data.Dataset:
+    ds = tf.data.Dataset.from_tensor_slices((x.astype(np.float32), tf.one_hot(y, NUM_CLASSES)))
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+@keras.saving.register_keras_serializable(package="trainer")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from peak/10 to peak over `warmup` of the steps, then linear decay to 0.
+
+    Smith & Topin 2019's one-cycle, in the triangular form airbench uses: the schedule that
+    makes few-epoch training on CIFAR-10 competitive.
+    """
+
+    def __init__(self, peak: float, total_steps: int, warmup: float = 0.25):
+        self.peak = float(peak)
+        self.total_steps = int(max(total_steps, 1))
+        self.warmup = float(warmup)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        total = tf.cast(self.total_steps, tf.float32)
+        up = tf.maximum(total * self.warmup, 1.0)
+        rising = self.peak * (0.1 + 0.9 * step / up)
+        falling = self.peak * tf.maximum(total - step, 0.0) / tf.maximum(total - up, 1.0)
+        return tf.where(step < up, rising, falling)
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps, "warmup": self.warmup}
+
+
+def compile_classifier(model: keras.Model, hp: dict, total_steps: int, ema: bool = False) -> keras.Model:
+    """SGD + Nesterov on the one-cycle schedule, decoupled weight decay off BN and biases."""
+    optimizer = keras.optimizers.SGD(
+        learning_rate=OneCycle(hp["learning_rate"], total_steps),
+        momentum=0.9, nesterov=True, weight_decay=hp["weight_decay"], use_ema=ema)
+    optimizer.exclude_from_weight_decay(var_names=["bn", "bias", "beta", "gamma"])
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=hp["label_smoothing"]),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=False,  # XLA was 3-4x slower on this CPU (DEVELOPERS.md)
+    )
+    return model
+
+
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    return max(n_images // batch_size, 1)
