@@ -6,7 +6,6 @@ Reads the committed artifacts in saved_models/ (override with SAVED_MODELS_DIR) 
 (override with TUNING_DIR); needs no internet.
 """
 
-import os
 import sys
 from pathlib import Path
 
@@ -27,30 +26,26 @@ st.set_page_config(
 
 PAGES = {
     "Models": [
-        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:",
+        st.Page("views/overview.py", title="Overview", icon=":material/dashboard:",
                 url_path="overview", default=True),
-        st.Page("pages/confusion.py", title="Confusion explorer", icon=":material/grid_on:",
+        st.Page("views/confusion.py", title="Confusion explorer", icon=":material/grid_on:",
                 url_path="confusion"),
-        st.Page("pages/try_it.py", title="Try it", icon=":material/image_search:",
+        st.Page("views/try_it.py", title="Try it", icon=":material/image_search:",
                 url_path="try-it"),
-        st.Page("pages/latency.py", title="Live latency", icon=":material/speed:",
+        st.Page("views/latency.py", title="Live latency", icon=":material/speed:",
                 url_path="latency"),
-        st.Page("pages/search.py", title="Search results", icon=":material/tune:",
+        st.Page("views/search.py", title="Search results", icon=":material/tune:",
                 url_path="search"),
     ],
     "Generate": [
-        st.Page("pages/prompt.py", title="Prompt to image", icon=":material/brush:",
+        st.Page("views/prompt.py", title="Prompt to image", icon=":material/brush:",
                 url_path="prompt"),
     ],
 }
 
 page = st.navigation(PAGES)
 
-# A clean look for stakeholders: no developer toolbar, and never a Python stack trace on screen
-# (every expected fault already has its own message). DASHBOARD_DEBUG=1 restores both.
-if os.environ.get("DASHBOARD_DEBUG") != "1":
-    st.set_option("client.toolbarMode", "viewer")
-    st.set_option("client.showErrorDetails", "type")
+# Look and error display are set in dashboard/.streamlit/config.toml.
 common.inject_css()
 
 with st.sidebar:

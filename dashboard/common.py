@@ -450,7 +450,15 @@ def measure_latency(model_dir: Path, runs: int = 200, warmup: int = 20, timeout_
     except ImportError:
         measure_in_subprocess = None
     if measure_in_subprocess is not None:
-        return measure_in_subprocess(str(model_dir), runs=runs, warmup=warmup)
+        import inspect
+
+        kwargs = {"runs": runs, "warmup": warmup}
+        params = inspect.signature(measure_in_subprocess).parameters
+        if "flip_tta" in params:
+            kwargs["flip_tta"] = False  # the page shows plain Keras and TFLite only
+        if "timeout" in params:
+            kwargs["timeout"] = timeout_s
+        return measure_in_subprocess(str(model_dir), **kwargs)
     import subprocess
 
     env = dict(os.environ)

@@ -4,7 +4,8 @@
   tiny/        a real (tiny) Keras classifier: model.keras, model.tflite, config.json,
                training.json, metrics.json, report.md, test_predictions.npz
   broken/      config.json with an arch, a garbage model.keras and an unreadable metrics.json
-  text2image/  a diffusion-style folder that the classifier pages must skip
+  text2image/  a real untrained tiny text-to-image model (when trainer.diffusion exists), which
+               the classifier pages must skip
 `make_tuning_root(root)` writes tuning/summary.csv and summary.json with a few trials.
 """
 
@@ -109,9 +110,10 @@ def make_models_root(root: Path) -> Path:
     (broken / "metrics.json").write_text("{ not json", encoding="utf-8")
 
     t2i = root / "text2image"
-    t2i.mkdir(exist_ok=True)
+    if not make_text2image(t2i):  # a stand-in folder: classifier pages must skip it either way
+        t2i.mkdir(exist_ok=True)
+        write_json(t2i / "config.json", {"image_size": 32, "text_encoder": "tiny"})
     write_json(t2i / "metrics.json", {"fid": 55.0, "clip_score": 0.2})
-    write_json(t2i / "config.json", {"image_size": 32, "text_encoder": "tiny"})
     return root
 
 
@@ -144,3 +146,32 @@ def env_for(models_root: Path, tuning_root: Path) -> dict[str, str]:
     env["SAVED_MODELS_DIR"] = str(models_root)
     env["TUNING_DIR"] = str(tuning_root)
     return env
+
+
+def make_text2image(model_dir: Path) -> bool:
+    """A real, untrained, tiny text-to-image model (trainer.diffusion's tiny_config), so the
+    Prompt page runs end to end. Returns False (leaving model_dir alone) when trainer.diffusion
+    is not available in this checkout."""
+    try:
+        from trainer.diffusion.config import tiny_config
+        from trainer.diffusion.model import TextToImage
+        from trainer.diffusion.tokenizer import WordTokenizer
+    except ImportError:
+        return False
+    config = tiny_config()
+    texts = [f"a photo of a {colour} {name}" for name in CLASS_NAMES
+             for colour in ("red", "blue", "green", "white")]
+    tokenizer = WordTokenizer.fit(texts, max_length=config.max_length)
+    TextToImage(config, tokenizer).save(model_dir)
+    return True
+
+
+def shared_artifacts(tmp_path_factory) -> tuple[Path, Path]:
+    """(models_root, tuning_root) built once per pytest run and shared by the dashboard tests."""
+    root = Path(tmp_path_factory.getbasetemp()) / "dashboard-artifacts"
+    done = root / ".complete"
+    if not done.exists():
+        make_models_root(root / "saved_models")
+        make_tuning_root(root / "tuning")
+        done.touch()
+    return root / "saved_models", root / "tuning"

@@ -33,10 +33,13 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 UPDATE = os.environ.get("UPDATE_SCREENSHOTS") == "1"
 
-pytestmark = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-    reason="headless browser test needs Debian's chromium and chromium-driver "
-           "(apt-get install -y chromium chromium-driver)")
+pytestmark = [
+    pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+                       reason="headless browser test needs Debian's chromium and chromium-driver "
+                              "(apt-get install -y chromium chromium-driver)"),
+    pytest.mark.filterwarnings(
+        "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
+]
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 
@@ -104,6 +107,26 @@ class Browser:
     def send_keys(self, element_id, text):
         http("POST", f"{self.url}/element/{element_id}/value", {"text": text})
 
+    def click_at(self, x: float, y: float) -> None:
+        """A real mouse click at viewport coordinates (for charts)."""
+        http("POST", f"{self.url}/actions", {"actions": [{
+            "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+            "actions": [{"type": "pointerMove", "duration": 0, "x": int(x), "y": int(y),
+                         "origin": "viewport"},
+                        {"type": "pointerDown", "button": 0}, {"type": "pointerUp", "button": 0}]}]})
+
+    def wait_for(self, css: str, timeout: float = 60) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.find_all(css)
+            if found:
+                return found
+            time.sleep(0.3)
+        raise AssertionError(f"no {css} within {timeout:.0f} s")
+
+    def clear(self, element_id):
+        http("POST", f"{self.url}/element/{element_id}/clear", {})
+
     def screenshot(self, path: Path):
         png = base64.b64decode(http("GET", f"{self.url}/screenshot")["value"])
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,11 +184,10 @@ def app_env(tmp_path_factory):
     env.pop("UPDATE_SCREENSHOTS", None)
     if not UPDATE:
         sys.path.insert(0, str(Path(__file__).parent))
-        from dashboard_fixtures import make_models_root, make_tuning_root
+        from dashboard_fixtures import shared_artifacts
 
-        root = tmp_path_factory.mktemp("browser")
-        env["SAVED_MODELS_DIR"] = str(make_models_root(root / "saved_models"))
-        env["TUNING_DIR"] = str(make_tuning_root(root / "tuning"))
+        models, tuning = shared_artifacts(tmp_path_factory)
+        env["SAVED_MODELS_DIR"], env["TUNING_DIR"] = str(models), str(tuning)
     return env
 
 
@@ -236,17 +258,26 @@ def test_click_through_every_page(server, browser, tmp_path_factory):
     browser.click_text('[data-testid="stButtonGroup"] button', "TFLite")
     browser.wait_idle()
     browser.assert_no_exception()
-    assert browser.find_all(".js-plotly-plot"), "no scatter plot on the overview"
+    browser.wait_for(".js-plotly-plot")
     browser.screenshot(out / "1_overview.png")
 
-    # 2. Confusion matrix explorer: switch to the normalised view
+    # 2. Confusion matrix explorer: normalised view, then click the cat -> dog cell
     goto(browser, "Confusion explorer")
     browser.wait_text("Confusion matrix explorer")
     browser.wait_idle(90)
     browser.click_text('[data-testid="stButtonGroup"] button', "Normalised")
     browser.wait_idle(60)
     browser.assert_no_exception()
-    assert browser.find_all(".js-plotly-plot"), "no heatmap"
+    browser.wait_for(".js-plotly-plot")
+    time.sleep(1.0)  # let Plotly finish laying out
+    x, y = browser.js("""
+        const gd = document.querySelectorAll('.js-plotly-plot')[0];
+        const fl = gd._fullLayout, r = gd.getBoundingClientRect();
+        return [r.left + fl.xaxis._offset + fl.xaxis.l2p(5), r.top + fl.yaxis._offset + fl.yaxis.l2p(3)];
+    """)
+    browser.click_at(x, y)
+    browser.wait_text("cat → dog:", 60)
+    browser.wait_idle(60)
     browser.screenshot(out / "2_confusion.png")
 
     # 3. Try it: upload a picture
@@ -281,24 +312,26 @@ def test_click_through_every_page(server, browser, tmp_path_factory):
     goto(browser, "Search results")
     browser.wait_text("Architecture search")
     browser.wait_idle()
-    if browser.find_all('[data-baseweb="tab"]'):
-        browser.click_text('[data-baseweb="tab"]', "Parallel coordinates")
-        browser.wait_idle()
+    browser.wait_text("All trials")
+    browser.wait_for(".js-plotly-plot")
     browser.assert_no_exception()
     browser.screenshot(out / "5_search.png")
 
-    # 6. Prompt to image: an empty prompt gets a message, a real one a picture (when available)
+    # 6. Prompt to image: an empty prompt gets a message, an example prompt a picture
     goto(browser, "Prompt to image")
     browser.wait_text("Prompt to image")
-    browser.wait_idle()
-    buttons = [b for b in browser.find_all('[data-testid="stFormSubmitButton"] button')]
-    if buttons:
-        browser.click(buttons[0])
+    browser.wait_idle(120)
+    submit = browser.find_all('[data-testid="stFormSubmitButton"] button')
+    if submit:  # the text-to-image model is available
+        browser.click(submit[0])
         browser.wait_text("Please type a prompt", 30)
-        area = browser.find_all('textarea')[0]
-        browser.send_keys(area, "a red car")
+        browser.click_text('[data-testid="stButtonGroup"] button', "red truck")
+        browser.wait_idle()
+        if not UPDATE:  # the fixture model is untrained: a few steps are enough
+            steps = browser.find_all('[data-testid="stNumberInput"] input')[1]
+            browser.send_keys(steps, "\ue009a\ue000" + "5")  # Ctrl+A, then type
         browser.click(browser.find_all('[data-testid="stFormSubmitButton"] button')[0])
-        browser.wait_text("True size", 300)
+        browser.wait_text("True size", 600)
         browser.wait_idle(60)
     browser.assert_no_exception()
     browser.screenshot(out / "6_prompt.png")

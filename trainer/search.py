@@ -64,8 +64,21 @@ def make_tuner(args, hypermodel):
         max_consecutive_failed_trials=25,
         directory=str(args.tuning_dir / "runs"), project_name=args.project, overwrite=False)
     if args.tuner == "bayesian":
-        return kt.BayesianOptimization(hypermodel, num_initial_points=10, **common)
-    return kt.RandomSearch(hypermodel, **common)
+        return _logged(kt.BayesianOptimization)(hypermodel, num_initial_points=10, **common)
+    return _logged(kt.RandomSearch)(hypermodel, **common)
+
+
+def _logged(tuner_class):
+    """The tuner, plus one line per finished trial naming the worker that ran it."""
+
+    class LoggedTuner(tuner_class):
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)
+            score = trial.metrics.get_last_value("val_accuracy") if trial.metrics.exists("val_accuracy") else None
+            print(f"[{self.tuner_id}] trial {trial.trial_id} {trial.status}"
+                  + ("" if score is None else f" val_accuracy={score:.4f}"), flush=True)
+
+    return LoggedTuner
 
 
 def trial_rows(oracle) -> list[dict]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -173,6 +174,9 @@ class EpochLog(keras.callbacks.Callback):
         entry.update({k: float(v) for k, v in (logs or {}).items()})
         self.epochs.append(entry)
         write_json(self.path, self.epochs)
+        # Fault injection for the resume test: behave as if the user pressed Ctrl-C here.
+        if os.environ.get("TRAINER_STOP_AFTER_EPOCH") == str(epoch + 1):
+            raise KeyboardInterrupt
 
     def total_seconds(self) -> float:
         return sum(e["seconds"] for e in self.epochs)

@@ -137,6 +137,7 @@ class TextToImage:
         model_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.", dir=model_dir.parent))
         try:
+            tmp.chmod(0o755)  # mkdtemp makes it private; the model folder is shared and committed
             self.config.save(tmp / CONFIG_FILE)
             self.tokenizer.save(tmp / VOCAB_FILE)
             for name, model in self.models().items():
@@ -182,6 +183,10 @@ def load_model_dir(model_dir="saved_models/text2image") -> TextToImage:
     for name in (CONFIG_FILE, VOCAB_FILE):
         if not (model_dir / name).is_file():
             raise FileNotFoundError(f"{model_dir} is not a complete text-to-image model: {name} is missing")
+    for name in COMPONENTS:  # fail before the (slow) model build
+        if not (model_dir / weights_file(name)).is_file():
+            raise FileNotFoundError(f"{model_dir} is not a complete text-to-image model: "
+                                    f"{weights_file(name)} is missing")
     config = DiffusionConfig.load(model_dir / CONFIG_FILE)
     tokenizer = WordTokenizer.load(model_dir / VOCAB_FILE)
     try:

@@ -128,9 +128,11 @@ with left:
         ymin, ymax = min(ys) - 3, max(ys) + 3
         fig.add_shape(type="rect", x0=10 ** x_lo, x1=c.LATENCY_LIMIT_MS, y0=ymin, y1=ymax,
                       fillcolor="rgba(46,160,67,0.08)", line_width=0, layer="below")
-        fig.add_vline(x=c.LATENCY_LIMIT_MS, line_dash="dash", line_color="#d62728",
-                      annotation_text=f"{c.LATENCY_LIMIT_MS:.0f} ms limit",
-                      annotation_position="top right")
+        fig.add_vline(x=c.LATENCY_LIMIT_MS, line_dash="dash", line_color="#d62728")
+        # (annotations on a log axis take log10 coordinates)
+        fig.add_annotation(x=math.log10(c.LATENCY_LIMIT_MS), y=1, yref="paper", yanchor="bottom",
+                           xanchor="right", text=f"{c.LATENCY_LIMIT_MS:.0f} ms limit",
+                           showarrow=False, font=dict(color="#d62728"))
         for m in pts:
             over = m.params is not None and m.params > c.PARAM_LIMIT
             fig.add_trace(go.Scatter(
@@ -169,7 +171,8 @@ with right:
         fig.add_shape(type="rect", x0=xmin, x1=c.PARAM_LIMIT / 1e6, y0=ymin, y1=ymax,
                       fillcolor="rgba(46,160,67,0.08)", line_width=0, layer="below")
         fig.add_vline(x=c.PARAM_LIMIT / 1e6, line_dash="dash", line_color="#d62728",
-                      annotation_text="1M parameter limit", annotation_position="top right")
+                      annotation_text="1M parameter limit", annotation_position="top left",
+                      annotation_font_color="#d62728")
         fig.add_trace(go.Scatter(
             x=[m.params / 1e6 for m in pts], y=ys, mode="markers+text",
             text=[m.name for m in pts], textposition="top center",

@@ -17,8 +17,10 @@ c.page_header("Prompt to image",
 
 def diffusion_api():
     """The trainer.diffusion module, or None with the reason."""
+    import importlib
+
     try:
-        import trainer.diffusion as api
+        api = importlib.import_module("trainer.diffusion")
     except Exception as exc:  # not written yet, or broken: either way, not available
         return None, f"{exc.__class__.__name__}: {exc}"
     if not hasattr(api, "load_text_to_image"):
@@ -27,15 +29,26 @@ def diffusion_api():
 
 
 @st.cache_resource(show_spinner="Loading the text-to-image model…", max_entries=2)
-def load_ours(model_dir: str, signature: tuple):
+def load_ours(model_dir: str, signature: tuple, api_id: int):
     api, _ = diffusion_api()
     return api.load_text_to_image(model_dir)
 
 
 @st.cache_resource(show_spinner="Loading Stable Diffusion (this can take a minute)…", max_entries=1)
-def load_official(weights_dir: str):
+def load_official(weights_dir: str, api_id: int):
     api, _ = diffusion_api()
     return api.load_official(weights_dir)
+
+
+def default_guidance(generator) -> float:
+    for value in (getattr(getattr(generator, "config", None), "guidance_scale", None),
+                  getattr(generator, "default_guidance_scale", None)):
+        try:
+            if value is not None and float(value) >= 0:
+                return float(value)
+        except (TypeError, ValueError):
+            pass
+    return 4.0
 
 
 def folder_signature(path):
@@ -77,8 +90,8 @@ with left:
     which = st.radio("Model", list(choices), format_func=choices.get, key="gen_model",
                      horizontal=True) if len(choices) > 1 else next(iter(choices))
     try:
-        generator = (load_ours(str(ours_dir), folder_signature(ours_dir)) if which == "ours"
-                     else load_official(str(official_dir)))
+        generator = (load_ours(str(ours_dir), folder_signature(ours_dir), id(api)) if which == "ours"
+                     else load_official(str(official_dir), id(api)))
     except Exception as exc:
         st.error(f"The model could not be loaded ({exc.__class__.__name__}: {str(exc)[:300]}).",
                  icon=":material/error:")
@@ -86,6 +99,17 @@ with left:
     size = getattr(generator, "image_size", None)
     size = (size, size) if isinstance(size, int) else tuple(size) if size else None
 
+    tokenizer = getattr(generator, "tokenizer", None)
+    examples = ["a photo of a red truck", "a photo of a white ship", "a photo of a brown horse",
+                "a photo of a green frog"]
+
+    def use_example() -> None:
+        if st.session_state.get("gen_example"):
+            st.session_state["gen_prompt"] = st.session_state["gen_example"]
+        st.session_state["gen_example"] = None
+
+    st.pills("Examples", examples, key="gen_example", on_change=use_example,
+             format_func=lambda e: e.removeprefix("a photo of a "))
     with st.form("gen_form", border=True):
         prompt = st.text_area("Prompt", key="gen_prompt", max_chars=300, height=90,
                               placeholder="e.g. a red sports car on a road")
@@ -94,14 +118,21 @@ with left:
                                     help="Same prompt + same seed = same picture")
         steps = cols[1].number_input("Steps", 5, 1000, 50, step=5, key="gen_steps",
                                      help="More steps: slower, usually cleaner")
-        guidance = cols[2].number_input("Guidance scale", 0.0, 30.0,
-                                        float(getattr(generator, "default_guidance_scale", 4.0)),
+        guidance = cols[2].number_input("Guidance", 0.0, 30.0, default_guidance(generator),
                                         step=0.5, key="gen_guidance",
-                                        help="How strongly the picture follows the prompt")
+                                        help="Guidance scale: how strongly the picture follows the prompt")
         submitted = st.form_submit_button("Generate", icon=":material/auto_awesome:",
                                           type="primary", width="stretch")
+    facts = []
     if size:
-        st.caption(f"This model draws {size[0]}×{size[1]} pixel pictures.")
+        facts.append(f"This model draws {size[0]}×{size[1]} pixel pictures")
+    if tokenizer is not None and getattr(tokenizer, "max_length", None):
+        facts.append(f"reads prompts of up to {tokenizer.max_length} words")
+    if facts:
+        st.caption("; ".join(facts) + ".")
+    if which == "official":
+        st.warning("Stable Diffusion is large: on this CPU one picture takes several minutes.",
+                   icon=":material/schedule:")
 
 history: list = st.session_state.setdefault("gen_history", [])
 
@@ -114,11 +145,20 @@ with right:
             if c.lock_busy("generation"):
                 st.info("Someone else is generating a picture; yours starts when theirs is done.",
                         icon=":material/hourglass_top:")
+            unknown = []
+            if tokenizer is not None and hasattr(tokenizer, "unknown_words"):
+                try:
+                    unknown = list(dict.fromkeys(tokenizer.unknown_words(prompt)))
+                except Exception:
+                    unknown = []
+            if unknown:
+                st.caption(":material/info: Words the model never saw in training (it ignores "
+                           f"them): {', '.join(unknown[:10])}.")
             bar = st.progress(0.0, text="Starting…")
 
             def on_step(i, total):
                 total = max(int(total), 1)
-                done = min(int(i) + 1, total)
+                done = min(max(int(i), 1), total)  # trainer.diffusion counts steps from 1
                 bar.progress(done / total, text=f"Denoising step {done} of {total}")
 
             t0 = time.monotonic()

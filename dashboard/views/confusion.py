@@ -99,13 +99,20 @@ with left:
     diag_cap = np.max(np.where(np.eye(len(CLASSES), dtype=bool), 0, zc)) * 1.5 or 1.0
     fig = go.Figure(go.Heatmap(
         z=np.minimum(zc, diag_cap), x=CLASSES, y=CLASSES, text=text, texttemplate="%{text}",
-        customdata=zc, hovertemplate=hover.replace("%{z", "%{customdata"),
-        colorscale="Blues", showscale=False, xgap=1, ygap=1))
+        hoverinfo="skip", colorscale="Blues", showscale=False, xgap=1, ygap=1))
+    # Heatmaps do not report clicks to Streamlit; an invisible square marker on every cell does.
+    gx, gy = np.meshgrid(np.arange(len(CLASSES)), np.arange(len(CLASSES)))
+    fig.add_trace(go.Scatter(
+        x=[CLASSES[i] for i in gx.ravel()], y=[CLASSES[j] for j in gy.ravel()], mode="markers",
+        marker=dict(symbol="square", size=34, color="rgba(0,0,0,0)"),
+        customdata=zc.ravel(), hovertemplate=hover.replace("%{z", "%{customdata"),
+        showlegend=False))
     t_sel, p_sel = st.session_state["cm_true"], st.session_state["cm_pred"]
     fig.add_shape(type="rect", x0=CLASSES.index(p_sel) - 0.5, x1=CLASSES.index(p_sel) + 0.5,
                   y0=CLASSES.index(t_sel) - 0.5, y1=CLASSES.index(t_sel) + 0.5,
                   line=dict(color="#ff7f0e", width=3))
-    fig.update_layout(height=600, margin=dict(t=10, b=10, l=10, r=10),
+    fig.update_layout(height=600, margin=dict(t=10, b=10, l=10, r=10), clickmode="event+select",
+                      dragmode=False,
                       xaxis=dict(title="predicted class", tickangle=-35),
                       yaxis=dict(title="true class", autorange="reversed"))
     c.chart(fig, key="cm_heatmap", on_select=on_heatmap_select,

@@ -12,7 +12,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from dashboard import common as c
 
 CLASSES = list(c.CLASS_NAMES)
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 
 c.page_header("Try it",
               "Give a model a picture and see what it thinks. The models know ten classes: "
@@ -80,8 +79,12 @@ truth = None
 note = None
 
 if source == "Upload":
+    # No `type=` filter: Streamlit would raise on a wrong extension; the content is checked
+    # below instead, so any wrong file gets a plain message.
     up = st.file_uploader("Upload a picture (any size; it is shrunk to 32×32 pixels)",
-                          type=UPLOAD_TYPES, key="try_upload", max_upload_size=c.MAX_UPLOAD_MB)
+                          key="try_upload", max_upload_size=c.MAX_UPLOAD_MB,
+                          help="PNG, JPEG, WebP, BMP, GIF or TIFF, up to "
+                               f"{c.MAX_UPLOAD_MB} MB")
     crop = st.toggle("Crop to the centre square (otherwise squash)", value=True, key="try_crop")
     if up is None:
         st.info("Upload a photo of an airplane, car, bird, cat, deer, dog, frog, horse, ship or "

@@ -1,0 +1,61 @@
+"""User mistakes end in one clear line and exit code 2, never a traceback."""
+
+import pytest
+
+from conftest import run_module
+
+
+@pytest.mark.parametrize("module", ["trainer.search", "trainer.train", "trainer.evaluate", "trainer.latency"])
+def test_help(module):
+    proc = run_module(module, "--help")
+    assert proc.returncode == 0 and "usage: python -m " + module in proc.stdout
+
+
+def _assert_user_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr
+
+
+def test_train_with_a_missing_archive(tmp_path):
+    proc = run_module("trainer.train", "--config", "default", "--data", tmp_path / "missing.tar.gz",
+                      "--out", tmp_path, "--checkpoints", tmp_path / "ck")
+    _assert_user_error(proc, "error: CIFAR-10 archive not found", "missing.tar.gz")
+
+
+def test_train_with_a_corrupt_archive(tmp_path):
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"\x1f\x8b garbage")
+    proc = run_module("trainer.train", "--config", "default", "--data", bad, "--out", tmp_path,
+                      "--checkpoints", tmp_path / "ck")
+    _assert_user_error(proc, "corrupt or truncated", "bad.tar.gz")
+
+
+def test_train_best_without_a_search(tmp_path):
+    proc = run_module("trainer.train", "--tuning-dir", tmp_path, "--out", tmp_path)
+    _assert_user_error(proc, "no search summary", "python -m trainer.search")
+
+
+def test_train_rejects_bad_numbers(tmp_path):
+    proc = run_module("trainer.train", "--epochs", 0)
+    assert proc.returncode == 2 and "--epochs must be at least 1" in proc.stderr
+
+
+def test_train_refuses_an_oversized_config(tmp_path):
+    config = tmp_path / "big.json"
+    config.write_text('{"arch": "sepnet", "hyperparameters": {"width_3": 320, "blocks_3": 3, "expansion": 4}}')
+    proc = run_module("trainer.train", "--config", config, "--out", tmp_path, "--checkpoints", tmp_path / "ck",
+                      "--subset", 100)
+    _assert_user_error(proc, "parameters; the limit is < 1,000,000")
+
+
+def test_evaluate_a_missing_model(tmp_path):
+    proc = run_module("trainer.evaluate", tmp_path / "nothing")
+    _assert_user_error(proc, "no model file")
+
+
+def test_evaluate_a_corrupt_model(tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"junk")
+    proc = run_module("trainer.evaluate", tmp_path)
+    _assert_user_error(proc, "cannot load")

@@ -1,0 +1,390 @@
+"""AppTest tests of every dashboard page, on tiny fixture artifacts (tests/dashboard_fixtures.py).
+
+Each page: renders without an exception, shows its key widgets, and handles one interaction.
+Faults (missing folders, broken model, bad uploads, empty prompt) must give a message, not a crash.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dashboard_fixtures import shared_artifacts  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+# Keras' own model building warns about numpy 2's copy keyword; not ours to fix.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+TIMEOUT = 90
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory):
+    return shared_artifacts(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def env(artifacts, monkeypatch):
+    models, tuning = artifacts
+    monkeypatch.setenv("SAVED_MODELS_DIR", str(models))
+    monkeypatch.setenv("TUNING_DIR", str(tuning))
+    return models, tuning
+
+
+def open_page(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if page:
+        at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def has_cifar() -> bool:
+    from trainer.data import resolve_archive
+
+    return resolve_archive() is not None
+
+
+def png_bytes(w: int, h: int, color=(200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------ 1. Overview
+
+
+def test_overview_cards_and_scatter():
+    at = open_page()
+    assert at.title[0].value == "Model overview"
+    md = texts(at.markdown)
+    assert "tiny" in md and "broken" in md
+    assert "text2image" not in md, "the diffusion folder must not appear as a classifier"
+    # the broken model gets a friendly message on its card
+    warnings = texts(at.warning)
+    assert "model.keras is damaged" in warnings and "metrics.json could not be read" in warnings
+    assert {m.label for m in at.metric} >= {"Models", "Best accuracy"}
+    assert len(at.get("plotly_chart")) == 2
+    # interaction: show TFLite latency instead of Keras
+    assert "Latency (Keras)" in md
+    at.segmented_control(key="overview_latency_kind").set_value("tflite").run()
+    assert not at.exception
+    assert "Latency (TFLite)" in texts(at.markdown)
+
+
+@pytest.mark.parametrize("state", ["missing", "empty"])
+def test_overview_without_models(tmp_path, monkeypatch, state):
+    root = tmp_path / "nothing"
+    if state == "empty":
+        root.mkdir()
+    monkeypatch.setenv("SAVED_MODELS_DIR", str(root))
+    at = open_page()
+    assert ("No models folder" if state == "missing" else "holds no classifiers") in texts(at.info)
+
+
+# ------------------------------------------------------------------ 2. Confusion explorer
+
+
+def test_confusion_explorer_cell_and_gallery():
+    at = open_page("confusion")
+    assert at.title[0].value == "Confusion matrix explorer"
+    assert at.selectbox(key="cm_model").value == "tiny"  # the broken model has no predictions
+    assert len(at.get("plotly_chart")) >= 3  # heatmap, P/R/F1 bars, accuracy bars
+    assert at.segmented_control(key="cm_mode").value == "Counts"
+    at.segmented_control(key="cm_mode").set_value("Normalised").run()
+    # interaction: choose a cell
+    at.selectbox(key="cm_true").set_value("cat").run()
+    at.selectbox(key="cm_pred").set_value("dog").run()
+    assert not at.exception
+    assert at.subheader[-1].value.startswith("cat → dog:")
+    if has_cifar():
+        assert len(at.image) > 0, "the gallery shows no images"
+        assert "dog" in at.image[0].proto.imgs[0].caption
+    else:
+        assert "cannot be shown" in texts(at.info)
+
+
+def test_confusion_pair_shortcut():
+    at = open_page("confusion")
+    pills = at.pills(key="cm_pair")
+    first = pills.options[0]
+    pills.set_value(first).run()
+    assert not at.exception
+    t, p = first.split(" → ")
+    assert (at.selectbox(key="cm_true").value, at.selectbox(key="cm_pred").value) == (t, p)
+
+
+def test_confusion_without_archive(monkeypatch, tmp_path):
+    monkeypatch.setenv("CIFAR10_ARCHIVE", str(tmp_path / "missing.tar.gz"))
+    at = open_page("confusion")
+    assert "images cannot be shown" in texts(at.info)
+    assert "not found" in texts(at.info)
+
+
+# ------------------------------------------------------------------ 3. Try it
+
+
+def test_try_it_upload_resizes_and_predicts():
+    at = open_page("try_it")
+    assert at.title[0].value == "Try it"
+    assert len(at.file_uploader) == 1
+    at.file_uploader[0].set_value(("photo.png", png_bytes(400, 300), "image/png")).run()
+    assert not at.exception and not at.error
+    assert "400×300" in texts(at.caption)
+    assert len(at.get("plotly_chart")) == 1  # the top-5 bar chart
+
+
+@pytest.mark.parametrize("name,data,needle", [
+    ("notes.txt", b"hello, not an image", "not an image"),
+    ("broken.png", png_bytes(64, 64)[:60], "damaged"),
+    ("empty.png", b"", "empty"),
+])
+def test_try_it_bad_uploads(name, data, needle):
+    at = open_page("try_it")
+    at.file_uploader[0].set_value((name, data, "image/png")).run()
+    assert not at.exception
+    assert needle in texts(at.error)
+
+
+def test_try_it_huge_image():
+    img = Image.new("L", (9000, 5000))  # 45 megapixels, a small PNG
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    at = open_page("try_it")
+    at.file_uploader[0].set_value(("huge.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception
+    assert "megapixels" in texts(at.error)
+
+
+@pytest.mark.skipif(not has_cifar(), reason="needs the offline CIFAR-10 archive")
+def test_try_it_test_image():
+    at = open_page("try_it")
+    at.segmented_control(key="try_source").set_value("Test image").run()
+    at.button(key="try_random").click().run()
+    assert not at.exception
+    assert texts(at.success) or texts(at.warning)  # says whether the model got it right
+
+
+# ------------------------------------------------------------------ 4. Live latency
+
+
+def fake_result(kinds=("keras", "tflite")):
+    rng = np.random.default_rng(0)
+    out = {"cpu": "Fake CPU 9000", "threads": 1}
+    for i, k in enumerate(kinds):
+        s = rng.gamma(5, 0.3 + i, 200)
+        out[k] = {"median": float(np.median(s)), "p90": float(np.percentile(s, 90)),
+                  "samples_ms": s.tolist()}
+    return out
+
+
+def test_latency_measure(monkeypatch):
+    from dashboard import common
+
+    calls = []
+
+    def fake(model_dir, runs=200, warmup=20, timeout_s=600):
+        calls.append((Path(model_dir).name, runs, warmup))
+        assert common.lock_busy("latency"), "measurements must run under the lock"
+        return fake_result()
+
+    monkeypatch.setattr(common, "measure_latency", fake)
+    at = open_page("latency")
+    assert at.title[0].value == "Live latency"
+    assert "CPU" in {m.label for m in at.metric}
+    assert "Press **Measure now**" in texts(at.info)
+    at.button(key="lat_go").click().run()
+    assert not at.exception
+    assert calls == [("tiny", 200, 20)]
+    assert "measured at" in at.subheader[-1].value
+    labels = {m.label for m in at.metric}
+    assert {"Keras median", "TFLite p90"} <= labels
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_latency_failure_is_friendly(monkeypatch):
+    from dashboard import common
+
+    def broken(*a, **k):
+        raise RuntimeError("the benchmark process failed: boom")
+
+    monkeypatch.setattr(common, "measure_latency", broken)
+    at = open_page("latency")
+    at.button(key="lat_go").click().run()
+    assert not at.exception
+    assert "measurement failed" in texts(at.error) and "boom" in texts(at.error)
+
+
+def test_latency_lock_serialises():
+    from dashboard import common
+
+    spans = []
+
+    def job():
+        with common.exclusive("latency", timeout_s=30):
+            t0 = time.monotonic()
+            time.sleep(0.3)
+            spans.append((t0, time.monotonic()))
+
+    threads = [threading.Thread(target=job) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans.sort()
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), "jobs overlapped"
+
+
+def test_latency_real_subprocess(env):
+    """The real benchmark in a child process, on the tiny model (a few seconds)."""
+    from dashboard import common
+
+    res = common.measure_latency(env[0] / "tiny", runs=5, warmup=1)
+    for k in ("keras", "tflite"):
+        assert res[k]["median"] > 0 and len(res[k]["samples_ms"]) == 5
+    assert res["threads"] == 1 and res["cpu"]
+
+
+# ------------------------------------------------------------------ 5. Search results
+
+
+def test_search_results():
+    at = open_page("search")
+    assert at.title[0].value == "Architecture search"
+    assert {m.label for m in at.metric} >= {"Trials", "Best hold-out accuracy"}
+    # the best trial's settings, then every trial
+    assert len(at.dataframe) == 2 and len(at.dataframe[-1].value) == 8
+    assert len(at.get("plotly_chart")) == 2  # parallel coordinates + scatter
+    at.toggle(key="search_only_done").set_value(True).run()
+    assert not at.exception
+    assert len(at.dataframe[-1].value) == 7  # the failed trial is hidden
+    at.selectbox(key="search_color").set_value("hp_block").run()
+    at.multiselect(key="search_hps").set_value(["hp_width"]).run()
+    assert not at.exception
+
+
+def test_search_tolerates_missing_and_partial(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNING_DIR", str(tmp_path / "none"))
+    at = open_page("search")
+    assert "No search results yet" in texts(at.info)
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "summary.csv").write_text("trial_id,val_accuracy\n1,0.5\n2,\n", encoding="utf-8")
+    monkeypatch.setenv("TUNING_DIR", str(partial))
+    at = open_page("search")
+    assert len(at.dataframe) == 1  # no settings columns: only the trials table
+
+
+# ------------------------------------------------------------------ 6. Prompt to image
+
+
+class FakeGenerator:
+    image_size = 32
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, prompt, seed=0, steps=50, guidance_scale=4.0, on_step=None):
+        if len(prompt) > 100:
+            raise FAKE_API.PromptError("the prompt is longer than 100 characters")
+        self.calls.append((prompt, seed, steps, guidance_scale))
+        for i in range(1, steps + 1):  # 1-based, like trainer.diffusion
+            if on_step:
+                on_step(i, steps)
+        rng = np.random.default_rng(seed)
+        return rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+
+
+def _make_fake_api():
+    api = types.ModuleType("trainer.diffusion")
+
+    class PromptError(ValueError):
+        pass
+
+    api.PromptError = PromptError
+    api.generator = FakeGenerator()
+    api.load_text_to_image = lambda model_dir="saved_models/text2image": api.generator
+    api.official_weights_dir = lambda: None
+    api.load_official = lambda weights_dir: api.generator
+    return api
+
+
+FAKE_API = _make_fake_api()
+
+
+@pytest.fixture
+def fake_diffusion(monkeypatch):
+    monkeypatch.setitem(sys.modules, "trainer.diffusion", FAKE_API)
+    FAKE_API.generator.calls.clear()
+    return FAKE_API
+
+
+def test_prompt_model_unavailable(monkeypatch):
+    monkeypatch.setitem(sys.modules, "trainer.diffusion", None)  # import fails
+    at = open_page("prompt")
+    assert "not available" in texts(at.info)
+
+
+def test_prompt_generates(fake_diffusion):
+    at = open_page("prompt")
+    assert at.title[0].value == "Prompt to image"
+    assert len(at.text_area) == 1 and len(at.number_input) == 3
+    at.text_area(key="gen_prompt").input("a red car on a road")
+    at.number_input(key="gen_seed").set_value(7)
+    at.number_input(key="gen_steps").set_value(10)
+    at.button[0].click().run()  # the form's Generate button
+    assert not at.exception and not at.error
+    assert fake_diffusion.generator.calls == [("a red car on a road", 7, 10, 4.0)]
+    assert len(at.image) == 1
+    assert "True size 32×32" in texts(at.caption)
+    assert at.get("progress")
+
+
+@pytest.mark.parametrize("prompt,needle", [("   ", "Please type a prompt"),
+                                           ("x" * 150, "cannot be used")])
+def test_prompt_bad_input(fake_diffusion, prompt, needle):
+    at = open_page("prompt")
+    at.text_area(key="gen_prompt").input(prompt)
+    at.button[0].click().run()
+    assert not at.exception
+    assert needle in texts(at.error)
+    assert not at.image
+
+
+def test_prompt_example_fills_the_box(fake_diffusion):
+    at = open_page("prompt")
+    at.pills(key="gen_example").set_value("a photo of a red truck").run()
+    assert not at.exception
+    assert at.text_area(key="gen_prompt").value == "a photo of a red truck"
+
+
+def test_prompt_real_tiny_model(env):
+    """End to end with trainer.diffusion's real (untrained, tiny) model from the fixtures."""
+    pytest.importorskip("trainer.diffusion.model")
+    if not (env[0] / "text2image" / "vocab.json").is_file():
+        pytest.skip("the fixture text-to-image model could not be built")
+    at = open_page("prompt")
+    at.text_area(key="gen_prompt").input("a photo of a red car")
+    at.number_input(key="gen_steps").set_value(5)
+    at.button[0].click().run(timeout=180)
+    assert not at.exception and not at.error, texts(at.error)
+    assert not FAKE_API.generator.calls
+    assert len(at.image) == 1
+    assert "True size 32×32" in texts(at.caption)

@@ -1,0 +1,73 @@
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from trainer.hypermodel import SepNetHyperModel, sample_hyperparameters
+from trainer.macs import count_macs
+from trainer.models import (DEFAULT_HP, PARAM_LIMIT, ModelTooLargeError, build_resnet20, build_sepnet,
+                            check_param_limit, load_classifier)
+
+
+def test_defaults_build_a_valid_model_under_the_limit():
+    hp = kt.HyperParameters()
+    values = sample_hyperparameters(hp)
+    assert values == {k: DEFAULT_HP[k] for k in values}  # every default is the DEFAULT_HP one
+    model = SepNetHyperModel(epochs=1, batch_size=32, train_images=64).build(hp)
+    assert model.count_params() < PARAM_LIMIT
+    probs = model(np.full((2, 32, 32, 3), 128.0, np.float32))
+    assert probs.shape == (2, 10)
+    np.testing.assert_allclose(np.sum(probs, axis=1), 1.0, rtol=1e-5)
+
+
+def test_every_sampled_point_is_under_1m_or_a_failed_trial():
+    hypermodel = SepNetHyperModel(epochs=1, batch_size=32, train_images=64)
+    hp = kt.HyperParameters()
+    sample_hyperparameters(hp)
+    built = failed = 0
+    for seed in range(24):
+        point = kt.HyperParameters()
+        point.merge(hp.space)
+        for p in hp.space:
+            point.values[p.name] = p.random_sample(seed * 101 + hash(p.name) % 97)
+        try:
+            model = hypermodel.build(point)
+        except kt.errors.FailedTrialError as exc:
+            assert "parameters >=" in str(exc)
+            assert build_sepnet(point.values).count_params() >= PARAM_LIMIT
+            failed += 1
+        else:
+            assert model.count_params() < PARAM_LIMIT
+            built += 1
+    assert built > 0  # the space is not all oversized
+
+
+def test_resnet20_matches_the_paper():
+    model = build_resnet20()
+    # He et al. 2016: 0.27M parameters, ~41M MACs (40.8M counted layer by layer).
+    assert 0.26e6 < model.count_params() < 0.28e6
+    assert 40e6 < count_macs(model) < 42e6
+
+
+def test_macs_of_a_known_layer_stack():
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)          # 32*32*8*3*3*3 = 221,184
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)         # 32*32*8*9     =  73,728
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(10)(x)                            # 80
+    assert count_macs(keras.Model(inputs, outputs)) == 221_184 + 73_728 + 80
+
+
+def test_oversized_model_is_refused():
+    model = build_sepnet({"width_3": 320, "blocks_3": 3, "expansion": 4})
+    with pytest.raises(ModelTooLargeError, match="limit is < 1,000,000"):
+        check_param_limit(model)
+
+
+def test_load_classifier_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        load_classifier(tmp_path)
+    (tmp_path / "model.keras").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="cannot load"):
+        load_classifier(tmp_path)

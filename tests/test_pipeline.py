@@ -1,0 +1,78 @@
+"""The real commands end to end on a tiny budget: search -> train -> evaluate."""
+
+import json
+
+import numpy as np
+
+from conftest import run_module
+from trainer.data import CLASS_NAMES
+
+
+def test_search_writes_a_summary_with_every_trial(tiny_model_dir):
+    summary = json.loads((tiny_model_dir["tuning"] / "summary.json").read_text())
+    assert len(summary["trials"]) == 2
+    best = next(t for t in summary["trials"] if t["trial_id"] == summary["best_trial_id"])
+    assert best["status"] == "COMPLETED" and 0 <= best["val_accuracy"] <= 1
+    assert 0 < best["params"] < 1_000_000 and best["macs"] > 0
+    header = (tiny_model_dir["tuning"] / "summary.csv").read_text().splitlines()[0]
+    assert header.startswith("trial_id,status,val_accuracy") and "hp_width_1" in header
+
+
+def test_train_writes_the_model_folder(tiny_model_dir):
+    d = tiny_model_dir["dir"]
+    for name in ("model.keras", "model.tflite", "config.json", "training.json"):
+        assert (d / name).is_file(), name
+    config = json.loads((d / "config.json").read_text())
+    summary = json.loads((tiny_model_dir["tuning"] / "summary.json").read_text())
+    assert config["trial_id"] == summary["best_trial_id"]  # trained the best trial's config
+    training = json.loads((d / "training.json").read_text())
+    assert training["epochs_run"] == 1 and training["training_time_s"] > 0
+    assert not any(p.name.startswith(".") for p in d.parent.iterdir())  # no temp folders left
+
+
+def test_evaluate_writes_every_metric(tiny_model_dir):
+    d = tiny_model_dir["dir"]
+    m = json.loads((d / "metrics.json").read_text())
+    cm = np.array(m["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == 600
+    assert abs(np.trace(cm) / 600 - m["accuracy"]) < 1e-4
+    assert [c["class"] for c in m["per_class"]] == list(CLASS_NAMES)
+    for key in ("accuracy_flip_tta", "params", "macs", "throughput_img_s"):
+        assert m[key] > 0, key
+    for engine in ("keras", "tflite"):
+        lat = m["latency_ms"][engine]
+        assert 0 < lat["median"] <= lat["p90"] and lat["runs"] == 5
+    assert m["file_size_bytes"]["tflite"] > 0 and m["threads"] == 1
+    assert m["tflite_check"]["agreement"] > 0.95  # the export computes the same function
+    preds = np.load(d / "test_predictions.npz")
+    assert preds["probs"].shape == (600, 10)
+    assert (d / "confusion_matrix.png").stat().st_size > 1000
+    report = (d / "report.md").read_text()
+    assert "top-1 accuracy" in report and "| cat |" in report
+    assert "accuracy" in tiny_model_dir["evaluate"].stdout
+
+
+def test_latency_cli_on_one_thread(tiny_model_dir):
+    proc = run_module("trainer.latency", tiny_model_dir["dir"], "--runs", 3, "--warmup", 1, "--json", "--no-tta")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["threads"] == 1 and len(result["keras"]["samples_ms"]) == 3
+
+
+def test_train_resumes_after_interruption(tmp_path, tiny_model_dir):
+    """A run killed after epoch 1 of 2 continues from its checkpoint instead of restarting."""
+    ckpt = tmp_path / "ckpt"
+    args = ["--config", "default", "--epochs", 2, "--subset", 200, "--batch-size", 64,
+            "--out", tmp_path / "out", "--checkpoints", ckpt, "--name", "resume", "--verbose", 0]
+    first = run_module("trainer.train", *args, env={"TRAINER_STOP_AFTER_EPOCH": "1"})
+    assert first.returncode == 130 and "resume" in first.stderr
+    assert not (tmp_path / "out" / "resume").exists()
+    first_epochs = json.loads((ckpt / "resume" / "epochs.json").read_text())
+    assert len(first_epochs) == 1
+    second = run_module("trainer.train", *args)
+    assert second.returncode == 0, second.stderr[-2000:]
+    training = json.loads((tmp_path / "out" / "resume" / "training.json").read_text())
+    assert training["epochs_run"] == 2
+    # Epoch 1 was not trained again: its logged loss is the first run's.
+    assert training["history"]["loss"][0] == round(first_epochs[0]["loss"], 5)
+    assert not (ckpt / "resume").exists()  # checkpoints are cleared after a finished run

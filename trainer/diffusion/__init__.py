@@ -1,0 +1,38 @@
+"""Text-to-image latent diffusion (LDM, Rombach et al. 2022) built from KerasCV's Stable Diffusion parts.
+
+    from trainer.diffusion import load_text_to_image
+    model = load_text_to_image()                    # saved_models/text2image
+    image = model.generate("a photo of a red truck", seed=0, steps=50)   # uint8 (32, 32, 3)
+
+Heavy imports (TensorFlow, Keras) happen inside the functions, so importing this package is cheap.
+"""
+
+from __future__ import annotations
+
+from trainer.diffusion.tokenizer import PromptError
+
+DEFAULT_MODEL_DIR = "saved_models/text2image"
+
+
+def load_text_to_image(model_dir=DEFAULT_MODEL_DIR):
+    """The trained small model; FileNotFoundError / ValueError (with the path) if missing or corrupt."""
+    from trainer.diffusion.model import load_model_dir
+
+    return load_model_dir(model_dir)
+
+
+def official_weights_dir():
+    """Path from $SD_WEIGHTS_DIR (official KerasCV weights + CLIP vocab), or None when unset."""
+    from trainer.diffusion.official import official_weights_dir as _dir
+
+    return _dir()
+
+
+def load_official(weights_dir):
+    """Full-size keras_cv.models.StableDiffusion from local files only, with the same .generate()."""
+    from trainer.diffusion.official import load_official as _load
+
+    return _load(weights_dir)
+
+
+__all__ = ["PromptError", "load_text_to_image", "official_weights_dir", "load_official", "DEFAULT_MODEL_DIR"]
