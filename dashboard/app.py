@@ -27,7 +27,7 @@ st.set_page_config(
 PAGES = {
     "Models": [
         st.Page("views/overview.py", title="Overview", icon=":material/dashboard:",
-                url_path="overview", default=True),
+                default=True),  # served at the root URL
         st.Page("views/confusion.py", title="Confusion explorer", icon=":material/grid_on:",
                 url_path="confusion"),
         st.Page("views/try_it.py", title="Try it", icon=":material/image_search:",
@@ -57,4 +57,5 @@ with st.sidebar:
         st.caption(f"{len(models)} classifier{'s' if len(models) != 1 else ''} found")
     st.caption("Test set: CIFAR-10, 10,000 images, 10 classes")
 
+common.prefetch_test_set()  # once per server, in the background
 page.run()

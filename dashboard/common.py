@@ -27,8 +27,6 @@ from typing import Any, Iterator
 import numpy as np
 import streamlit as st
 
-from dashboard.modelio import cpu_model, load_model_file  # noqa: F401
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -172,6 +170,44 @@ class ModelEntry:
         return (self.path / "model.tflite").is_file()
 
 
+def text2image_summary() -> list[tuple[str, str, str]] | None:
+    """Headline figures from saved_models/text2image/metrics.json (kpi_grid items), tolerant of
+    missing keys; None when there is no such file."""
+    metrics, problem = read_json(text2image_dir() / "metrics.json")
+    if problem:
+        return None
+
+    def get(*keys):
+        node = metrics
+        for k in keys:
+            if not isinstance(node, dict) or k not in node:
+                return None
+            node = node[k]
+        return node
+
+    items = []
+    acc = _num(get("prompt_accuracy", "accuracy"))
+    if acc is not None:
+        items.append(("Prompt accuracy", pct(acc), "big"))
+    fd = _num(get("frechet_distance", "generated_vs_test"))
+    if fd is not None:
+        items.append(("Fréchet distance", f"{fd:.1f}", ""))
+    sec = _num(get("seconds_per_image", "median_s"))
+    if sec is not None:
+        steps = get("seconds_per_image", "steps")
+        items.append(("Time per image", f"{sec:.2f} s" + (f" ({steps} steps)" if steps else ""), ""))
+    params = get("params", "total") if isinstance(get("params"), dict) else get("params")
+    if _num(params) is not None:
+        items.append(("Parameters", count(_num(params)), ""))
+    size = _num(get("model_size_bytes"))
+    if size is not None:
+        items.append(("Size", nbytes(size), ""))
+    t = _num(get("training_time_s"))
+    if t is not None:
+        items.append(("Training time", duration(t), ""))
+    return items
+
+
 def is_classifier_dir(path: Path) -> bool:
     if not path.is_dir() or path.name == TEXT2IMAGE_NAME or path.name.startswith("."):
         return False
@@ -282,9 +318,10 @@ def count(x: float | None) -> str:
 
 
 def nbytes(x: float | None) -> str:
+    """Decimal units (MB = 10^6 bytes), as the evaluation reports use."""
     if x is None:
         return "—"
-    for div, suffix in ((1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "KB")):
+    for div, suffix in ((1e9, "GB"), (1e6, "MB"), (1e3, "KB")):
         if x >= div:
             return f"{x / div:.3g} {suffix}"
     return f"{x:.0f} B"
@@ -314,12 +351,45 @@ class DashboardDataError(Exception):
     """Test images or predictions are unavailable; the message says what to do."""
 
 
-@st.cache_resource(show_spinner="Loading the CIFAR-10 test images…")
-def _test_set_cached(archive: str) -> tuple[np.ndarray, np.ndarray, str]:
-    from trainer.data import load_cifar10
+# The test images are shared by every session of this server: a plain module-level cache, so
+# a background thread can fill it at start-up (see prefetch_test_set) as well as a page.
+_TEST_SETS: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
+_TEST_LOCK = threading.Lock()
+_PREFETCH_STARTED = False
 
-    data = load_cifar10(archive, splits=("test",))
-    return data.x_test, data.y_test, data.source
+
+def _load_test_set(path: str) -> tuple[np.ndarray, np.ndarray, str]:
+    with _TEST_LOCK:
+        if path not in _TEST_SETS:
+            from trainer.data import load_cifar10
+
+            data = load_cifar10(path, splits=("test",))
+            _TEST_SETS[path] = (data.x_test, data.y_test, data.source)
+        return _TEST_SETS[path]
+
+
+def prefetch_test_set() -> None:
+    """Starts reading the test images in the background, once per server, so the first visit to
+    the confusion explorer does not wait for it. Faults are left for the page to report."""
+    global _PREFETCH_STARTED
+    if _PREFETCH_STARTED:
+        return
+    _PREFETCH_STARTED = True
+    try:
+        from trainer.data import resolve_archive
+
+        path = resolve_archive()
+    except Exception:
+        return
+    if path is None or not Path(path).is_file():
+        return
+
+    def work():
+        time.sleep(3.0)  # let the first page render first
+        with contextlib.suppress(Exception):
+            _load_test_set(str(path))
+
+    threading.Thread(target=work, name="prefetch-cifar10-test", daemon=True).start()
 
 
 def test_set() -> tuple[np.ndarray, np.ndarray, str]:
@@ -337,7 +407,10 @@ def test_set() -> tuple[np.ndarray, np.ndarray, str]:
             "The CIFAR-10 test images are not available offline. Put `cifar-10-python.tar.gz` in "
             "`../shared/data/` or set the `CIFAR10_ARCHIVE` environment variable to its path.")
     try:
-        return _test_set_cached(str(path))
+        if str(path) in _TEST_SETS:
+            return _TEST_SETS[str(path)]
+        with st.spinner("Loading the CIFAR-10 test images…"):
+            return _load_test_set(str(path))
     except DataError as exc:
         raise DashboardDataError(str(exc)) from exc
 
@@ -367,6 +440,17 @@ def predictions(entry: ModelEntry) -> tuple[np.ndarray, np.ndarray]:
         raise DashboardDataError(
             f"The saved test predictions of {entry.name} could not be read ({exc}). "
             f"Re-run `python -m trainer.evaluate {display_path(entry.path)}`.") from exc
+
+
+def load_model_file(path: str):
+    """A classifier's model.keras, loaded as docs/ARTIFACTS.md says (safe_mode=True)."""
+    try:
+        from trainer.models import load_classifier
+    except ImportError:  # an older checkout: plain Keras, still safe_mode
+        import keras
+
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    return load_classifier(path)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
@@ -442,39 +526,34 @@ def exclusive(name: str, timeout_s: float = 600.0) -> Iterator[None]:
 
 
 def measure_latency(model_dir: Path, runs: int = 200, warmup: int = 20, timeout_s: float = 600) -> dict:
-    """Latency on ONE CPU thread, measured in a child process (so this server's threads and
-    caches neither skew it nor are disturbed). Uses `trainer.latency.measure_in_subprocess` when
-    present, else the stand-in `dashboard.latency_worker`. Callers hold `exclusive("latency")`."""
+    """Latency on ONE CPU thread, measured by `trainer.latency` in a child process (so this
+    server's threads and caches neither skew it nor are disturbed by it). Callers hold
+    `exclusive("latency")`. Returns {"keras": {"median", "p90", "samples_ms"}, "tflite": {...},
+    "cpu", "threads"}."""
+    import inspect
+
+    from trainer.latency import measure_in_subprocess
+
+    kwargs = {"runs": runs, "warmup": warmup}
+    params = inspect.signature(measure_in_subprocess).parameters
+    if "flip_tta" in params:
+        kwargs["flip_tta"] = False  # the page shows plain Keras and TFLite only
+    if "timeout" in params:
+        kwargs["timeout"] = timeout_s
+    return measure_in_subprocess(str(model_dir), **kwargs)
+
+
+def cpu_model() -> str:
     try:
-        from trainer.latency import measure_in_subprocess
-    except ImportError:
-        measure_in_subprocess = None
-    if measure_in_subprocess is not None:
-        import inspect
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
 
-        kwargs = {"runs": runs, "warmup": warmup}
-        params = inspect.signature(measure_in_subprocess).parameters
-        if "flip_tta" in params:
-            kwargs["flip_tta"] = False  # the page shows plain Keras and TFLite only
-        if "timeout" in params:
-            kwargs["timeout"] = timeout_s
-        return measure_in_subprocess(str(model_dir), **kwargs)
-    import subprocess
-
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    proc = subprocess.run(
-        [sys.executable, "-m", "dashboard.latency_worker", str(model_dir), "--runs", str(runs),
-         "--warmup", str(warmup), "--json"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout_s)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"the benchmark process failed: {tail[0][:300]}")
-    result = json.loads(lines[-1])
-    if "error" in result:
-        raise RuntimeError(result["error"])
-    return result
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def load_average() -> float | None:
@@ -515,7 +594,7 @@ def inject_css() -> None:
     st.html(CSS)
 
 
-def kpi_grid(items: list[tuple[str, str, str]]) -> str:
+def kpi_grid(items: list[tuple[str, str, str]], columns: int = 3) -> str:
     """HTML for a compact grid of (label, value, css class) figures; values never truncate."""
     import html
 
@@ -523,7 +602,8 @@ def kpi_grid(items: list[tuple[str, str, str]]) -> str:
         f'<div class="kpi"><div class="l">{html.escape(label)}</div>'
         f'<div class="v {cls}">{html.escape(value)}</div></div>'
         for label, value, cls in items)
-    return f'<div class="kpi-grid">{cells}</div>'
+    style = f' style="grid-template-columns: repeat({columns}, minmax(0, 1fr));"'
+    return f'<div class="kpi-grid"{style}>{cells}</div>'
 
 
 def chart(fig, key: str, **kwargs):
@@ -541,12 +621,6 @@ def page_header(title: str, subtitle: str) -> None:
 
 def show_problem(message: str, icon: str = ":material/info:") -> None:
     st.info(message, icon=icon)
-
-
-def class_colors() -> list[str]:
-    import plotly.express as px
-
-    return px.colors.qualitative.Set3[: len(CLASS_NAMES)]
 
 
 def fmt_any(value: Any) -> str:

@@ -113,7 +113,11 @@ def make_models_root(root: Path) -> Path:
     if not make_text2image(t2i):  # a stand-in folder: classifier pages must skip it either way
         t2i.mkdir(exist_ok=True)
         write_json(t2i / "config.json", {"image_size": 32, "text_encoder": "tiny"})
-    write_json(t2i / "metrics.json", {"fid": 55.0, "clip_score": 0.2})
+    write_json(t2i / "metrics.json", {  # the keys trainer.diffusion.evaluate writes (some of them)
+        "prompt_accuracy": {"accuracy": 0.42, "chance": 0.1},
+        "frechet_distance": {"generated_vs_test": 55.0},
+        "seconds_per_image": {"steps": 50, "median_s": 0.8},
+        "params": {"total": 1_234_567}, "training_time_s": 3600.0})
     return root
 
 

@@ -122,17 +122,20 @@ with left:
 
 with right:
     fig = go.Figure()
-    all_samples = []
-    for k in kinds:
-        samples = np.asarray(res[k].get("samples_ms") or [], dtype=float)
-        if samples.size:
-            all_samples.append(samples)
-            fig.add_trace(go.Histogram(x=samples, name=LABELS[k], marker_color=COLORS[k],
-                                       opacity=0.7, nbinsx=80))
-            fig.add_vline(x=float(np.median(samples)), line_dash="dot", line_color=COLORS[k])
+    series = {k: np.asarray(res[k].get("samples_ms") or [], dtype=float) for k in kinds}
+    all_samples = [v for v in series.values() if v.size]
     if all_samples:
         both = np.concatenate(all_samples)
         lo, hi = float(np.percentile(both, 0.5)), float(np.percentile(both, 99))
+        width = max((hi - lo) / 60, 1e-3)  # the same bins for both formats
+        for k, samples in series.items():
+            if samples.size:
+                fig.add_trace(go.Histogram(
+                    x=samples, name=LABELS[k], marker_color=COLORS[k], opacity=0.7,
+                    xbins=dict(start=max(0.0, lo - width), end=float(both.max()) + width,
+                               size=width)))
+                fig.add_vline(x=float(np.median(samples)), line_dash="dot", line_color=COLORS[k])
+    if all_samples:
         pad = (hi - lo) * 0.08 + 1e-3
         if hi + pad >= c.LATENCY_LIMIT_MS:
             fig.add_vline(x=c.LATENCY_LIMIT_MS, line_dash="dash", line_color="#d62728")

@@ -1,5 +1,7 @@
 """Overview: every saved classifier as a card, and accuracy against latency."""
 
+import re
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -50,6 +52,25 @@ def badge(ok: bool | None, yes: str, no: str) -> str:
     return f":green-badge[:material/check: {yes}]" if ok else f":red-badge[:material/close: {no}]"
 
 
+@st.dialog("Evaluation report", width="large")
+def show_report(entry: c.ModelEntry) -> None:
+    report = entry.path / "report.md"
+    if report.is_file():
+        try:
+            text = report.read_text(encoding="utf-8")[:50000]
+            # local image links cannot resolve in the browser; the PNG is shown below instead
+            text = re.sub(r"!\[[^\]]*\]\((?!https?:)[^)]*\)", "", text)
+            st.markdown(text)
+        except (OSError, UnicodeDecodeError):
+            st.warning("report.md could not be read.")
+    cm_png = entry.path / "confusion_matrix.png"
+    if cm_png.is_file():
+        try:
+            st.image(str(cm_png), caption="Confusion matrix (counts)")
+        except Exception:
+            st.warning("confusion_matrix.png could not be shown.")
+
+
 def card(entry: c.ModelEntry) -> None:
     import html
 
@@ -79,20 +100,10 @@ def card(entry: c.ModelEntry) -> None:
             (f"Latency ({LAT_LABELS[lat_kind]})", c.ms(entry.latency(lat_kind)), cls(l_ok)),
             ("Training time", c.duration(entry.training_time_s), ""),
         ]), unsafe_allow_html=True)
-        report = entry.path / "report.md"
-        cm_png = entry.path / "confusion_matrix.png"
-        if report.is_file() or cm_png.is_file():
-            with st.expander("Report"):
-                if report.is_file():
-                    try:
-                        st.markdown(report.read_text(encoding="utf-8")[:20000])
-                    except (OSError, UnicodeDecodeError):
-                        st.caption("report.md could not be read")
-                if cm_png.is_file():
-                    try:
-                        st.image(str(cm_png), caption="Confusion matrix (counts)")
-                    except Exception:
-                        st.caption("confusion_matrix.png could not be shown")
+        if (entry.path / "report.md").is_file() or (entry.path / "confusion_matrix.png").is_file():
+            if st.button("Full report", key=f"report_{entry.path.name}",
+                         icon=":material/description:", type="tertiary"):
+                show_report(entry)
 
 
 PER_ROW = 3
@@ -101,6 +112,18 @@ for start in range(0, len(models), PER_ROW):
     for col, entry in zip(cols, models[start:start + PER_ROW]):
         with col:
             card(entry)
+
+# ---- the text-to-image model, when there is one
+t2i = c.text2image_summary()
+if t2i:
+    cols = st.columns(PER_ROW)
+    with cols[0], st.container(border=True):
+        st.markdown('<div class="card-title">Text-to-image model</div>'
+                    '<div class="card-sub">latent diffusion, trained on CIFAR-10</div>',
+                    unsafe_allow_html=True)
+        st.markdown(c.kpi_grid(t2i, columns=2), unsafe_allow_html=True)
+        st.page_link("views/prompt.py", label="Try it on the Prompt to image page",
+                     icon=":material/brush:")
 
 # ---- scatter plots
 st.subheader("Accuracy against speed and size")

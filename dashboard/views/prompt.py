@@ -134,6 +134,15 @@ with left:
         st.warning("Stable Diffusion is large: on this CPU one picture takes several minutes.",
                    icon=":material/schedule:")
 
+    summary = c.text2image_summary() if which == "ours" else None
+    if summary:
+        with st.expander("How good is this model?"):
+            st.markdown(c.kpi_grid(summary, columns=2), unsafe_allow_html=True)
+            st.caption("Prompt accuracy: how often the best classifier recognises the class asked "
+                       "for in generated pictures (chance is 10%). Fréchet distance: how far the "
+                       "generated pictures are from real test images in the classifier's feature "
+                       "space (lower is better). Details: saved_models/text2image/report.md.")
+
 history: list = st.session_state.setdefault("gen_history", [])
 
 with right:

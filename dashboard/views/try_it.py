@@ -53,6 +53,11 @@ def decode_upload(data: bytes) -> Image.Image:
                        "BMP, GIF or TIFF picture.")
     except (OSError, ValueError, SyntaxError) as exc:
         raise BadImage(f"The image file seems damaged or truncated ({exc}).")
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float: stretch to 8 bits
+        a = np.asarray(img, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
+        img = Image.fromarray(a.astype(np.uint8))
     if img.mode in ("RGBA", "LA", "P", "PA"):
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))

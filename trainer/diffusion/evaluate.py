@@ -49,6 +49,12 @@ def parse_args(argv=None):
     p.add_argument("--test-images", type=int, default=10000,
                    help="test images for the Fréchet reference and reconstruction (default all 10,000)")
     p.add_argument("--threads", type=int, default=0, help="TF intra-op threads (0 = TensorFlow's default)")
+    p.add_argument("--sweep", default=None,
+                   help="comma-separated guidance scales to compare first on prompt accuracy, with seeds "
+                        "1000+ (not the evaluation seeds), e.g. 1,2,3,5,7")
+    p.add_argument("--sweep-per-class", type=int, default=5)
+    p.add_argument("--adopt-best", action="store_true",
+                   help="store the sweep's best scale as the model's default (config.json) and evaluate with it")
     p.add_argument("--data", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="metrics file (default: <model>/metrics.json)")
@@ -94,7 +100,7 @@ def load_classifier(path):
         feats = clf.get_layer("features").output
     except ValueError as exc:
         raise ValueError(f"classifier {path} has no layer named 'features'") from exc
-    return clf, keras.Model(clf.inputs, [clf.outputs[0], feats])
+    return clf, keras.Model(clf.inputs[0], [clf.outputs[0], feats])
 
 
 def classify(both_model, images: np.ndarray, batch: int = 500):
@@ -119,6 +125,29 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # -- metrics ---------------------------------------------------------------------------------
+def prompt_accuracy(model, both, per_class, steps, guidance, seed0=0):
+    """Generated images, their prompted labels and the classifier's predictions."""
+    from trainer.diffusion.captions import caption
+
+    images, labels = [], []
+    for label in range(10):
+        prompts = [caption(label)] * per_class
+        images.append(model.generate_batch(prompts, list(range(seed0, seed0 + per_class)), steps, guidance))
+        labels += [label] * per_class
+    images, labels = np.concatenate(images), np.asarray(labels)
+    probs, feats = classify(both, images)
+    return images, labels, probs.argmax(1), feats
+
+
+def guidance_sweep(model, both, scales, per_class, steps) -> dict:
+    out = {}
+    for g in scales:
+        _, labels, pred, _ = prompt_accuracy(model, both, per_class, steps, g, seed0=1000)
+        out[str(g)] = float((pred == labels).mean())
+        print(f"  guidance {g}: prompt accuracy {out[str(g)]:.3f}", flush=True)
+    return out
+
+
 def denoising_mse(model, images, labels, n, seed) -> dict:
     """The training objective on held-out images, overall and per quarter of the time range."""
     from trainer.diffusion.captions import make_captions
@@ -169,14 +198,27 @@ def main(argv=None) -> dict:
 
     t_start = time.time()
     model = load_text_to_image(args.model)
-    guidance = model.config.guidance_scale if args.guidance is None else args.guidance
     clf_dir = Path(args.classifier) if args.classifier else best_classifier()
     _, both = load_classifier(clf_dir)
+    sweep = None
+    if args.sweep:
+        scales = [float(v) for v in args.sweep.split(",")]
+        print(f"guidance sweep ({args.sweep_per_class} images per class, seeds 1000+)", flush=True)
+        sweep = guidance_sweep(model, both, scales, args.sweep_per_class, args.steps)
+        if args.adopt_best:
+            best = max(scales, key=lambda g: sweep[str(g)])
+            model.config.guidance_scale = best
+            model.config.save(Path(args.model) / "config.json")
+            print(f"adopted guidance {best} as the model's default", flush=True)
+    guidance = model.config.guidance_scale if args.guidance is None else args.guidance
     data = load_cifar10(args.data)
     print(f"model {args.model}; classifier {clf_dir}; guidance {guidance}; {args.steps} DDIM steps", flush=True)
 
     metrics = {"model": str(args.model), "dataset": f"CIFAR-10 test split; source: {data.source}",
                "params": model.param_counts(), "classifier": str(clf_dir)}
+    if sweep is not None:
+        metrics["guidance_sweep"] = {"prompt_accuracy": sweep, "images_per_prompt": args.sweep_per_class,
+                                     "seeds": "1000+", "ddim_steps": args.steps}
     try:
         metrics["classifier_test_accuracy"] = json.loads((clf_dir / "metrics.json").read_text())["accuracy"]
     except (OSError, ValueError, KeyError):
@@ -188,14 +230,7 @@ def main(argv=None) -> dict:
 
     # Prompt accuracy: seeds 0..N-1 for every class prompt, one batch per class.
     t0 = time.time()
-    generated, gen_labels = [], []
-    for label in range(len(CLASS_NAMES)):
-        prompts = [caption(label)] * args.per_class
-        generated.append(model.generate_batch(prompts, list(range(args.per_class)), args.steps, guidance))
-        gen_labels += [label] * args.per_class
-    generated, gen_labels = np.concatenate(generated), np.asarray(gen_labels)
-    probs, gen_feats = classify(both, generated)
-    pred = probs.argmax(1)
+    generated, gen_labels, pred, gen_feats = prompt_accuracy(model, both, args.per_class, args.steps, guidance)
     per_class = {CLASS_NAMES[c]: float((pred[gen_labels == c] == c).mean()) for c in range(len(CLASS_NAMES))}
     confusion = np.zeros((10, 10), int)
     np.add.at(confusion, (gen_labels, pred), 1)
@@ -208,11 +243,15 @@ def main(argv=None) -> dict:
     # Fréchet distances in the classifier's feature space, references at the same sample size.
     n = len(generated)
     x_test = data.x_test[: args.test_images]
-    _, test_feats = classify(both, x_test)
+    test_probs, test_feats = classify(both, x_test)
     ref = np.random.default_rng([args.seed, 11]).choice(len(data.x_train), n, replace=False)
     _, train_feats = classify(both, data.x_train[ref])
     recon_metrics, recon = reconstruction(model, x_test)
-    _, recon_feats = classify(both, recon[:n])
+    recon_probs, recon_feats = classify(both, recon)
+    recon_feats = recon_feats[:n]
+    # Accuracy on reconstructions: roughly the ceiling that images from this decoder can reach.
+    recon_metrics["classifier_accuracy"] = float((recon_probs.argmax(1) == data.y_test[: len(recon)]).mean())
+    recon_metrics["classifier_accuracy_on_originals"] = float((test_probs.argmax(1) == data.y_test[: len(x_test)]).mean())
     metrics["frechet_distance"] = {
         "generated_vs_test": frechet_distance(gen_feats, test_feats),
         "reference_real_train_vs_test": frechet_distance(train_feats, test_feats),
@@ -228,7 +267,7 @@ def main(argv=None) -> dict:
         asked, got = [], []
         for colour in EVAL_COLOURS:
             prompts = [caption(c, colour) for c in range(10) for _ in range(args.colour_per_prompt)]
-            seeds = [1000 + i for i in range(len(prompts))]
+            seeds = [2000 + i for i in range(len(prompts))]
             images = model.generate_batch(prompts, seeds, args.steps, guidance)
             asked += [COLOURS.index(colour)] * len(prompts)
             got.append(dominant_colours(images))

@@ -51,6 +51,11 @@ class TextToImage:
     def image_size(self) -> int:
         return self.config.image_size
 
+    @property
+    def default_guidance_scale(self) -> float:
+        """What generate() uses when guidance_scale is None."""
+        return float(self.config.guidance_scale)
+
     def models(self) -> dict:
         return {name: getattr(self, name) for name in COMPONENTS}
 
@@ -177,6 +182,9 @@ def _check_steps(steps) -> int:
 def load_model_dir(model_dir="saved_models/text2image") -> TextToImage:
     """Rebuilds the model from config.json + vocab.json and loads its .weights.h5 files."""
     model_dir = Path(model_dir)
+    repo_root = Path(__file__).resolve().parents[2]
+    if not model_dir.is_absolute() and not model_dir.exists() and (repo_root / model_dir).is_dir():
+        model_dir = repo_root / model_dir  # the default path works from any working directory
     if not model_dir.is_dir():
         raise FileNotFoundError(f"no text-to-image model at {model_dir}: train one with "
                                 "`python -m trainer.diffusion.train` or point at the right folder")

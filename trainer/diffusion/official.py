@@ -62,7 +62,7 @@ def verify_hashes(weights_dir) -> dict:
 class OfficialTextToImage:
     """keras_cv.models.StableDiffusion with locally loaded parts and the project's generate() API."""
 
-    default_guidance = 7.5  # KerasCV's default unconditional_guidance_scale
+    default_guidance_scale = 7.5  # KerasCV's default unconditional_guidance_scale
 
     def __init__(self, weights_dir, image_size: int = 512, jit_compile: bool = False):
         from keras_cv.models import StableDiffusion
@@ -114,7 +114,7 @@ class OfficialTextToImage:
 
         self.check_prompt(prompt)
         steps = _check_steps(steps)
-        scale = self.default_guidance if guidance_scale is None else float(guidance_scale)
+        scale = self.default_guidance_scale if guidance_scale is None else float(guidance_scale)
         sd = self.sd
         context = np.asarray(sd.encode_text(prompt))
         uncond = np.asarray(sd._get_unconditional_context())
