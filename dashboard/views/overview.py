@@ -148,7 +148,8 @@ with left:
         x_lo = math.log10(max(min(lats), 1e-3) / 2.5)
         x_hi = math.log10(max(max(lats), c.LATENCY_LIMIT_MS) * 2.5)
         ys = [100 * m.accuracy for m in pts]
-        ymin, ymax = min(ys) - 3, max(ys) + 3
+        pad = max(3.0, 0.12 * (max(ys) - min(ys)))
+        ymin, ymax = min(ys) - pad, max(ys) + 1.5 * pad  # room for the labels above
         fig.add_shape(type="rect", x0=10 ** x_lo, x1=c.LATENCY_LIMIT_MS, y0=ymin, y1=ymax,
                       fillcolor="rgba(46,160,67,0.08)", line_width=0, layer="below")
         fig.add_vline(x=c.LATENCY_LIMIT_MS, line_dash="dash", line_color="#d62728")
@@ -160,7 +161,7 @@ with left:
             over = m.params is not None and m.params > c.PARAM_LIMIT
             fig.add_trace(go.Scatter(
                 x=[m.latency(lat_kind)], y=[100 * m.accuracy], mode="markers+text", name=m.name,
-                text=[m.name], textposition="top center",
+                text=[m.name], textposition="top center", cliponaxis=False,
                 marker=dict(size=14 + 46 * ((m.params or 0) / max_params) ** 0.5,
                             symbol="diamond" if over else "circle", opacity=0.8,
                             line=dict(width=2, color="#d62728" if over else "white")),
@@ -190,7 +191,8 @@ with right:
         xmax = max(max(m.params for m in pts) * 1.15, c.PARAM_LIMIT * 1.25) / 1e6
         xmin = -0.05 * xmax
         ys = [100 * m.accuracy for m in pts]
-        ymin, ymax = min(ys) - 3, max(ys) + 3
+        pad = max(3.0, 0.12 * (max(ys) - min(ys)))
+        ymin, ymax = min(ys) - pad, max(ys) + 1.5 * pad  # room for the labels above
         fig.add_shape(type="rect", x0=xmin, x1=c.PARAM_LIMIT / 1e6, y0=ymin, y1=ymax,
                       fillcolor="rgba(46,160,67,0.08)", line_width=0, layer="below")
         fig.add_vline(x=c.PARAM_LIMIT / 1e6, line_dash="dash", line_color="#d62728",
@@ -198,7 +200,7 @@ with right:
                       annotation_font_color="#d62728")
         fig.add_trace(go.Scatter(
             x=[m.params / 1e6 for m in pts], y=ys, mode="markers+text",
-            text=[m.name for m in pts], textposition="top center",
+            text=[m.name for m in pts], textposition="top center", cliponaxis=False,
             marker=dict(size=16, opacity=0.85, color=list(range(len(pts))),
                         colorscale="Viridis", line=dict(width=1, color="white")),
             hovertemplate="<b>%{text}</b><br>accuracy %{y:.2f}%<br>params %{x:.3f} M<extra></extra>",

@@ -28,11 +28,11 @@ def official_weights_dir():
     return _dir()
 
 
-def load_official(weights_dir):
+def load_official(weights_dir, image_size: int = 512):
     """Full-size keras_cv.models.StableDiffusion from local files only, with the same .generate()."""
     from trainer.diffusion.official import load_official as _load
 
-    return _load(weights_dir)
+    return _load(weights_dir, image_size=image_size)
 
 
 __all__ = ["PromptError", "load_text_to_image", "official_weights_dir", "load_official", "DEFAULT_MODEL_DIR"]

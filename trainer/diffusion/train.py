@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.artifacts import cpu_name
+
 DEFAULT_OUT = "saved_models/text2image"
 DEFAULT_CKPT = "checkpoints/text2image"
 
@@ -362,21 +364,11 @@ def main(argv=None) -> Path:
         "images": len(images), "run": run_key, "threads": args.threads or "tensorflow default",
         "params": counts, "latent_scale": model.config.latent_scale,
         "loss_log": state["log"], "machine": platform.processor() or platform.machine(),
-        "cpu": _cpu_name(), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu_name(), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     out = model.save(args.out, extra_files={"training.json": json.dumps(training, indent=1)})
     print(f"saved {out} ({training['training_time_s']} s of training)", flush=True)
     return out
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":
