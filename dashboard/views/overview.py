@@ -133,6 +133,10 @@ if not plotted:
     st.stop()
 
 left, right = st.columns(2)
+PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#eeca3b",
+           "#ff9da6", "#9d755d", "#bab0ac")
+COLOR = {m.path.name: PALETTE[i % len(PALETTE)] for i, m in enumerate(sorted(plotted, key=lambda m: m.name))}
+LEGEND = dict(orientation="h", y=-0.22, x=0, yanchor="top", title_text="")
 
 with left:
     pts = [m for m in plotted if m.latency(lat_kind) is not None]
@@ -160,10 +164,11 @@ with left:
         for m in pts:
             over = m.params is not None and m.params > c.PARAM_LIMIT
             fig.add_trace(go.Scatter(
-                x=[m.latency(lat_kind)], y=[100 * m.accuracy], mode="markers+text", name=m.name,
-                text=[m.name], textposition="top center", cliponaxis=False,
+                x=[m.latency(lat_kind)], y=[100 * m.accuracy], mode="markers", name=m.name,
+                cliponaxis=False,
                 marker=dict(size=14 + 46 * ((m.params or 0) / max_params) ** 0.5,
-                            symbol="diamond" if over else "circle", opacity=0.8,
+                            color=COLOR[m.path.name],
+                            symbol="diamond" if over else "circle", opacity=0.75,
                             line=dict(width=2, color="#d62728" if over else "white")),
                 hovertemplate=(f"<b>{m.name}</b><br>accuracy %{{y:.2f}}%<br>"
                                f"latency %{{x:.2f}} ms<br>params {c.count(m.params)}"
@@ -173,8 +178,8 @@ with left:
             title=f"Accuracy vs {LAT_LABELS[lat_kind]} latency (bubble size = parameters)",
             xaxis_title="ms per image, one CPU thread (median, log scale)",
             yaxis_title="test accuracy (%)", xaxis_type="log", xaxis_range=[x_lo, x_hi],
-            yaxis_range=[ymin, ymax], showlegend=False,
-            height=460, margin=dict(t=60, b=40, l=40, r=20))
+            yaxis_range=[ymin, ymax], showlegend=True, legend=LEGEND,
+            height=500, margin=dict(t=60, b=40, l=40, r=20))
         ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500)
                  if x_lo <= math.log10(t) <= x_hi]
         fig.update_xaxes(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
@@ -198,15 +203,17 @@ with right:
         fig.add_vline(x=c.PARAM_LIMIT / 1e6, line_dash="dash", line_color="#d62728",
                       annotation_text="1M parameter limit", annotation_position="top left",
                       annotation_font_color="#d62728")
-        fig.add_trace(go.Scatter(
-            x=[m.params / 1e6 for m in pts], y=ys, mode="markers+text",
-            text=[m.name for m in pts], textposition="top center", cliponaxis=False,
-            marker=dict(size=16, opacity=0.85, color=list(range(len(pts))),
-                        colorscale="Viridis", line=dict(width=1, color="white")),
-            hovertemplate="<b>%{text}</b><br>accuracy %{y:.2f}%<br>params %{x:.3f} M<extra></extra>",
-        ))
+        for m in pts:
+            fig.add_trace(go.Scatter(
+                x=[m.params / 1e6], y=[100 * m.accuracy], mode="markers", name=m.name,
+                cliponaxis=False,
+                marker=dict(size=16, opacity=0.9, color=COLOR[m.path.name],
+                            line=dict(width=1, color="white")),
+                hovertemplate=(f"<b>{m.name}</b><br>accuracy %{{y:.2f}}%<br>"
+                               "params %{x:.3f} M<extra></extra>"),
+            ))
         fig.update_layout(title="Accuracy vs parameters", xaxis_title="parameters (millions)",
                           yaxis_title="test accuracy (%)", xaxis_range=[xmin, xmax],
-                          yaxis_range=[ymin, ymax], showlegend=False, height=460,
+                          yaxis_range=[ymin, ymax], showlegend=True, legend=LEGEND, height=500,
                           margin=dict(t=60, b=40, l=40, r=20))
         c.chart(fig, key="overview_scatter_params")

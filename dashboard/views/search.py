@@ -175,8 +175,13 @@ with left:
         color = st.selectbox("Colour by", options, key="search_color",
                              index=options.index(ranked[0]) if ranked else 0,
                              format_func=lambda s: s.removeprefix("hp_"))
-        fig = px.scatter(pts.assign(**{color: pts[color].astype(str)}), x="params", y="val_accuracy",
+        numeric = pd.to_numeric(pts[color], errors="coerce")
+        continuous = (pts[color].dtype != bool and numeric.notna().all()
+                      and numeric.nunique() > 8)  # many values: a colour scale, not a legend
+        shown = pts.assign(**{color: numeric if continuous else pts[color].astype(str)})
+        fig = px.scatter(shown, x="params", y="val_accuracy",
                          color=color, hover_data=["trial_id"] + hp_cols,
+                         color_continuous_scale="Viridis",
                          labels={"params": "parameters", "val_accuracy": "hold-out accuracy"})
         fig.update_traces(marker=dict(size=12, opacity=0.85, line=dict(width=1, color="white")))
         fig.add_vline(x=c.PARAM_LIMIT, line_dash="dash", line_color="#d62728",
