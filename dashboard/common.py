@@ -39,10 +39,8 @@ TEXT2IMAGE_NAME = "text2image"
 PARAM_LIMIT = 1_000_000
 LATENCY_LIMIT_MS = 20.0
 
-CLASS_NAMES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)
+from trainer.artifacts import cpu_name as cpu_model  # noqa: E402  (needs REPO_ROOT on sys.path)
+from trainer.data import CLASS_NAMES  # noqa: E402,F401
 
 # Uploads: anything bigger is refused with a message, before decoding.
 MAX_UPLOAD_MB = 20
@@ -541,19 +539,6 @@ def measure_latency(model_dir: Path, runs: int = 200, warmup: int = 20, timeout_
     if "timeout" in params:
         kwargs["timeout"] = timeout_s
     return measure_in_subprocess(str(model_dir), **kwargs)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def load_average() -> float | None:

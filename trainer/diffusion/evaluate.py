@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.diffusion.train import _cpu_name, set_threads
+from trainer.artifacts import cpu_name
+from trainer.diffusion.train import set_threads
 
 EVAL_COLOURS = ("red", "blue", "green", "yellow", "white", "black")
 
@@ -291,7 +292,7 @@ def main(argv=None) -> dict:
     except (OSError, ValueError):
         pass
     metrics["model_size_bytes"] = sum(f.stat().st_size for f in Path(args.model).iterdir() if f.is_file())
-    metrics.update({"threads": args.threads or "tensorflow default", "cpu": _cpu_name(),
+    metrics.update({"threads": args.threads or "tensorflow default", "cpu": cpu_name(),
                     "machine": platform.machine(), "evaluation_time_s": round(time.time() - t_start, 1),
                     "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     out = Path(args.out) if args.out else Path(args.model) / "metrics.json"
