@@ -39,7 +39,7 @@ TEXT2IMAGE_NAME = "text2image"
 PARAM_LIMIT = 1_000_000
 LATENCY_LIMIT_MS = 20.0
 
-from trainer.artifacts import cpu_name as cpu_model  # noqa: E402  (needs REPO_ROOT on sys.path)
+from trainer.artifacts import cpu_name as cpu_model  # noqa: E402,F401  (needs REPO_ROOT on sys.path)
 from trainer.data import CLASS_NAMES  # noqa: E402,F401
 
 # Uploads: anything bigger is refused with a message, before decoding.

@@ -6,7 +6,6 @@ The full-size official wiring test builds 1B parameters and is skipped unless RU
 import json
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

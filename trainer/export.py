@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -31,10 +32,8 @@ def tflite_interpreter(path, threads: int = 1):
     return interpreter
 
 
-def tflite_predict(interpreter, images) -> "np.ndarray":
+def tflite_predict(interpreter, images) -> np.ndarray:
     """Runs a batch through the interpreter one image at a time (its input is batch 1)."""
-    import numpy as np
-
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
     if list(inp["shape"]) != [1, 32, 32, 3]:

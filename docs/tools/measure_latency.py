@@ -33,6 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from trainer.artifacts import cpu_name  # noqa: E402
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,13 +54,6 @@ def timed(fn, runs):
         times.append(time.perf_counter() - t0)
     return {"median_s": round(float(np.median(times)), 4), "min_s": round(float(np.min(times)), 4),
             "max_s": round(float(np.max(times)), 4), "runs": runs}
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def main(argv=None):
