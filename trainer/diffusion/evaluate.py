@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import time
 from datetime import datetime, timezone
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.artifacts import cpu_name
+from trainer.artifacts import cpu_name, write_json
 from trainer.diffusion.train import set_threads
 
 EVAL_COLOURS = ("red", "blue", "green", "yellow", "white", "black")
@@ -296,9 +295,7 @@ def main(argv=None) -> dict:
                     "machine": platform.machine(), "evaluation_time_s": round(time.time() - t_start, 1),
                     "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     out = Path(args.out) if args.out else Path(args.model) / "metrics.json"
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=1))
-    os.replace(tmp, out)
+    write_json(out, metrics)
     print(f"wrote {out}", flush=True)
     return metrics
 

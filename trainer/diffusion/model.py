@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from trainer.artifacts import atomic_dir
 from trainer.diffusion.config import DiffusionConfig
 from trainer.diffusion.tokenizer import PromptError, WordTokenizer
 
@@ -139,26 +137,13 @@ class TextToImage:
     def save(self, model_dir, extra_files: dict | None = None) -> Path:
         """Writes weights, config and vocabulary to a temp folder, then swaps it in whole."""
         model_dir = Path(model_dir)
-        model_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.", dir=model_dir.parent))
-        try:
-            tmp.chmod(0o755)  # mkdtemp makes it private; the model folder is shared and committed
+        with atomic_dir(model_dir) as tmp:
             self.config.save(tmp / CONFIG_FILE)
             self.tokenizer.save(tmp / VOCAB_FILE)
             for name, model in self.models().items():
                 model.save_weights(tmp / weights_file(name))
             for name, text in (extra_files or {}).items():
                 (tmp / name).write_text(text)
-            old = model_dir.with_name(f".{model_dir.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            if model_dir.exists():
-                os.replace(model_dir, old)
-            os.replace(tmp, model_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return model_dir
 
     def load_weights(self, folder, components=COMPONENTS) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import shutil
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.artifacts import cpu_name
+from trainer.artifacts import atomic_dir, cpu_name
 
 DEFAULT_OUT = "saved_models/text2image"
 DEFAULT_CKPT = "checkpoints/text2image"
@@ -94,26 +93,17 @@ class Checkpoint:
         return json.loads((self.current / "state.json").read_text())
 
     def save(self, model, state: dict, optimizers: dict, arrays: dict) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f"tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        model.config.save(tmp / "config.json")
-        model.tokenizer.save(tmp / "vocab.json")
-        for name, m in model.models().items():
-            m.save_weights(tmp / f"{name}.weights.h5")
-        for name, opt in optimizers.items():
-            if opt.built:
-                np.savez(tmp / f"opt_{name}.npz", *[np.asarray(v) for v in opt.variables])
-        for name, value in arrays.items():
-            np.savez(tmp / f"{name}.npz", *value)
-        (tmp / "state.json").write_text(json.dumps(state, indent=1))
-        old = self.folder / "old"
-        shutil.rmtree(old, ignore_errors=True)
-        if self.current.exists():
-            os.replace(self.current, old)
-        os.replace(tmp, self.current)
-        shutil.rmtree(old, ignore_errors=True)
+        with atomic_dir(self.current) as tmp:
+            model.config.save(tmp / "config.json")
+            model.tokenizer.save(tmp / "vocab.json")
+            for name, m in model.models().items():
+                m.save_weights(tmp / f"{name}.weights.h5")
+            for name, opt in optimizers.items():
+                if opt.built:
+                    np.savez(tmp / f"opt_{name}.npz", *[np.asarray(v) for v in opt.variables])
+            for name, value in arrays.items():
+                np.savez(tmp / f"{name}.npz", *value)
+            (tmp / "state.json").write_text(json.dumps(state, indent=1))
 
     def restore_optimizer(self, name, opt, variables) -> bool:
         path = self.current / f"opt_{name}.npz"
