@@ -5,7 +5,8 @@ import pytest
 from conftest import run_module
 
 
-@pytest.mark.parametrize("module", ["trainer.search", "trainer.train", "trainer.evaluate", "trainer.latency"])
+@pytest.mark.parametrize("module", ["trainer.search", "trainer.train", "trainer.ablate", "trainer.throughput",
+                                    "trainer.evaluate", "trainer.latency"])
 def test_help(module):
     proc = run_module(module, "--help")
     assert proc.returncode == 0 and "usage: python -m " + module in proc.stdout
@@ -48,6 +49,16 @@ def test_train_refuses_an_oversized_config(tmp_path):
     proc = run_module("trainer.train", "--config", config, "--out", tmp_path, "--checkpoints", tmp_path / "ck",
                       "--subset", 100)
     _assert_user_error(proc, "parameters; the limit is < 1,000,000")
+
+
+def test_ablate_with_a_missing_or_oversized_config(tmp_path):
+    missing = run_module("trainer.ablate", "--config", tmp_path / "nope.json", "--tuning-dir", tmp_path)
+    _assert_user_error(missing, "missing", "nope.json")
+    big = tmp_path / "big.json"
+    big.write_text('{"arch": "sepnet", "hyperparameters": {"width_3": 320, "blocks_3": 3, "expansion": 4}}')
+    oversized = run_module("trainer.ablate", "--config", big, "--variants", "base", "--subset", 100,
+                           "--tuning-dir", tmp_path)
+    _assert_user_error(oversized, "limit is < 1,000,000", "variant base: trainer.train failed")
 
 
 def test_evaluate_a_missing_model(tmp_path):

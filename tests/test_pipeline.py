@@ -76,3 +76,31 @@ def test_train_resumes_after_interruption(tmp_path, tiny_model_dir):
     # Epoch 1 was not trained again: its logged loss is the first run's.
     assert training["history"]["loss"][0] == round(first_epochs[0]["loss"], 5)
     assert not (ckpt / "resume").exists()  # checkpoints are cleared after a finished run
+
+
+def test_ablate_scores_variants_on_the_holdout_and_skips_measured_ones(tmp_path):
+    config = tmp_path / "small.json"
+    config.write_text(json.dumps({"arch": "sepnet", "hyperparameters": {
+        "width_1": 16, "width_2": 32, "width_3": 32, "blocks_1": 1, "blocks_2": 1, "blocks_3": 1}}))
+    args = ["--config", config, "--subset", 100, "--epochs", 1, "--tuning-dir", tmp_path / "tuning"]
+    first = run_module("trainer.ablate", *args, "--variants", "base", "cutout8")
+    assert first.returncode == 0, first.stderr[-3000:]
+    result = json.loads((tmp_path / "tuning" / "ablations.json").read_text())
+    assert result["budget"]["subset"] == 100
+    rows = {r["variant"]: r for r in result["results"]}
+    assert set(rows) == {"base", "cutout8"}
+    for row in rows.values():
+        assert 0.0 <= row["holdout_accuracy"] <= 1.0 and row["params"] > 0
+    assert (tmp_path / "tuning" / "ablations.csv").read_text().startswith("variant,change,holdout_accuracy")
+    again = run_module("trainer.ablate", *args, "--variants", "base")
+    assert again.returncode == 0 and "base: already measured, skipped" in again.stdout
+
+
+def test_throughput_measures_each_config(tmp_path):
+    out = tmp_path / "throughput.json"
+    proc = run_module("trainer.throughput", "default", "resnet20", "--batches", 1, "--batch-size", 16,
+                      "--out", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["results"]
+    assert [r["name"] for r in rows] == ["sepnet_default", "resnet20"]
+    assert all(r["images_per_second"] > 0 and r["params"] < 1_000_000 for r in rows)

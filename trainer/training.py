@@ -22,7 +22,8 @@ def _augment(image, label, cutout: int):
     image = tf.image.random_crop(image, (32, 32, 3))
     image = tf.image.random_flip_left_right(image)
     if cutout > 0:  # DeVries & Taylor 2017: zero a random square (centre may fall near edges)
-        cy, cx = tf.random.uniform([2], 0, 32, dtype=tf.int32)
+        centre = tf.random.uniform([2], 0, 32, dtype=tf.int32)
+        cy, cx = centre[0], centre[1]  # indexed, not unpacked: this runs as a graph in tf.data
         ys = tf.range(32)[:, None]
         xs = tf.range(32)[None, :]
         inside = (tf.abs(ys - cy) <= cutout // 2) & (tf.abs(xs - cx) <= cutout // 2)

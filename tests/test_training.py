@@ -1,0 +1,37 @@
+"""The input pipeline and the learning-rate schedule shared by search and train."""
+
+import numpy as np
+import pytest
+
+from trainer.training import OneCycle, train_dataset
+
+
+def _first_batch(cutout: int):
+    x = np.full((16, 32, 32, 3), 200, np.uint8)  # constant images: crop and flip leave them unchanged
+    y = np.arange(16) % 10
+    images, labels = next(iter(train_dataset(x, y, batch_size=16, seed=0, cutout=cutout)))
+    return images.numpy(), labels.numpy()
+
+
+def test_pipeline_shapes_one_hot_labels_and_no_cutout_by_default():
+    images, labels = _first_batch(cutout=0)
+    assert images.shape == (16, 32, 32, 3) and images.dtype == np.float32
+    assert np.all(images == 200.0)
+    assert labels.shape == (16, 10) and np.all(labels.sum(axis=1) == 1)
+
+
+@pytest.mark.parametrize("side", [8, 12])
+def test_cutout_zeroes_one_square_per_image(side):
+    images, _ = _first_batch(cutout=side)
+    zeroed = (images[..., 0] == 0).reshape(16, -1).sum(axis=1)
+    half = side // 2
+    # A square of side 2*half+1 centred anywhere in the image, clipped at the borders.
+    assert np.all(zeroed >= (half + 1) ** 2) and np.all(zeroed <= (2 * half + 1) ** 2)
+    assert np.all((images == 0).all(axis=-1) | (images == 200).all(axis=-1))  # all channels together
+
+
+def test_one_cycle_warms_up_peaks_and_anneals_to_zero():
+    schedule = OneCycle(peak=0.2, total_steps=100, warmup=0.25)
+    lr = [float(schedule(step)) for step in (0, 25, 100)]
+    assert lr == pytest.approx([0.02, 0.2, 0.0], abs=1e-6)
+    assert OneCycle.from_config(schedule.get_config()).total_steps == 100

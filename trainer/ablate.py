@@ -1,0 +1,142 @@
+"""One-change-at-a-time ablations of a training recipe, scored on the training split's hold-out.
+
+    python -m trainer.ablate --config tuning/sepnet_hybrid.json            # all variants
+    python -m trainer.ablate --variants base cutout8 --subset 2000 --epochs 1
+
+Each variant is one `python -m trainer.train` run (a child process, so thread settings and Keras
+state start clean) on a class-balanced subset of the fitting images; its final weights are then
+scored on the whole hold-out (10% of the training split by default, never the test split).
+Results go to tuning/ablations.{json,csv}; variants already there with the same budget are
+skipped, so an interrupted run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from trainer import cli
+from trainer.data import REPO_ROOT
+
+DEFAULT_TUNING = REPO_ROOT / "tuning"
+
+# name -> (what changes, extra train flags, hyperparameter overrides)
+VARIANTS = {
+    "base": ("the recipe as configured", [], {}),
+    "cutout8": ("cutout, 8x8 square (DeVries & Taylor 2017)", ["--cutout", "8"], {}),
+    "ema": ("EMA of the weights (Keras optimizer use_ema, momentum 0.99)", ["--ema"], {}),
+    "wd_searched": ("weight decay 1.08e-4 (the search's proxy value) instead of 5e-4", [],
+                    {"weight_decay": 0.00010799903050891352}),
+    "no_label_smoothing": ("label smoothing 0 instead of 0.1", [], {"label_smoothing": 0.0}),
+    "separable_stage1": ("16x16 stage as separable blocks instead of full 3x3 convs", [],
+                         {"first_stage": "separable"}),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m trainer.ablate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="tuning/sepnet_hybrid.json", help="base config JSON for trainer.train")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--subset", type=int, default=10000, help="training images per variant")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--holdout", type=float, default=0.1, help="fraction of the training split scored")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="TF threads per run (0 = all cores)")
+    p.add_argument("--data", help="path to cifar-10-python.tar.gz (else $CIFAR10_ARCHIVE, the shared copy, or download)")
+    p.add_argument("--tuning-dir", type=Path, default=DEFAULT_TUNING)
+    args = p.parse_args(argv)
+    if args.epochs < 1 or args.subset < 20:
+        p.error("--epochs must be at least 1 and --subset at least 20")
+    if not 0.0 < args.holdout < 1.0:
+        p.error("--holdout must be in (0, 1)")
+    return args
+
+
+def holdout_accuracy(model_dir: Path, x_val, y_val) -> float:
+    import numpy as np
+
+    from trainer.models import load_classifier
+
+    model = load_classifier(model_dir)
+    probs = model.predict(x_val.astype(np.float32), batch_size=500, verbose=0)
+    return float((probs.argmax(axis=1) == y_val).mean())
+
+
+def run_variant(name: str, args, base: dict, x_val, y_val, workdir: Path) -> dict:
+    from trainer.artifacts import read_json, write_json
+
+    change, flags, overrides = VARIANTS[name]
+    config = workdir / f"{name}.json"
+    write_json(config, {**base, "name": name,
+                        "hyperparameters": {**base.get("hyperparameters", {}), **overrides}})
+    cmd = [sys.executable, "-m", "trainer.train", "--config", str(config), "--name", name,
+           "--epochs", str(args.epochs), "--subset", str(args.subset), "--holdout", str(args.holdout),
+           "--seed", str(args.seed), "--threads", str(args.threads), "--verbose", "2",
+           "--out", str(workdir / "models"), "--checkpoints", str(workdir / "checkpoints"), *flags]
+    if args.data:
+        cmd += ["--data", args.data]
+    started = time.perf_counter()
+    if subprocess.run(cmd, cwd=REPO_ROOT).returncode != 0:
+        raise ValueError(f"variant {name}: trainer.train failed (its message is above); "
+                         "variants measured so far are kept")
+    model_dir = workdir / "models" / name
+    saved = read_json(model_dir / "config.json")
+    history = read_json(model_dir / "training.json")["history"]
+    return {"variant": name, "change": change,
+            "holdout_accuracy": round(holdout_accuracy(model_dir, x_val, y_val), 4),
+            "train_accuracy_last_epoch": history["accuracy"][-1], "params": saved["params"],
+            "train_seconds": round(time.perf_counter() - started, 1)}
+
+
+def write_results(rows: list[dict], budget: dict, tuning_dir: Path) -> None:
+    from trainer.artifacts import write_json
+
+    tuning_dir.mkdir(parents=True, exist_ok=True)
+    write_json(tuning_dir / "ablations.json", {"budget": budget, "results": rows})
+    tmp = tuning_dir / ".ablations.csv.tmp"
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, tuning_dir / "ablations.csv")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from trainer.training import configure_threads
+
+    configure_threads(args.threads)
+    from trainer.artifacts import read_json
+    from trainer.data import holdout_split, load_cifar10
+
+    base = read_json(Path(args.config))
+    budget = {"config": str(args.config), "subset": args.subset, "epochs": args.epochs,
+              "holdout": args.holdout, "seed": args.seed}
+    path = args.tuning_dir / "ablations.json"
+    previous = read_json(path) if path.is_file() else {}
+    rows = previous.get("results", []) if previous.get("budget") == budget else []
+
+    data = load_cifar10(args.data, splits=("train",))
+    *_, x_val, y_val = holdout_split(data.x_train, data.y_train, args.holdout, seed=args.seed)
+    print(f"ablations of {args.config}: {args.subset:,} images x {args.epochs} epochs, "
+          f"scored on {len(y_val):,} hold-out images; data: {data.source}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="ablate-") as tmp:
+        for name in args.variants:
+            if any(r["variant"] == name for r in rows):
+                print(f"{name}: already measured, skipped", flush=True)
+                continue
+            rows.append(run_variant(name, args, base, x_val, y_val, Path(tmp)))
+            print(f"{name}: hold-out accuracy {rows[-1]['holdout_accuracy']:.4f}", flush=True)
+            write_results(rows, budget, args.tuning_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

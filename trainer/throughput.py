@@ -1,0 +1,81 @@
+"""Training throughput (images per second) of candidate configs on this machine, before a long run.
+
+    python -m trainer.throughput best tuning/sepnet_hybrid.json resnet20 --out tuning/throughput.json
+
+Each config trains for one warm-up epoch (graph tracing) and then two timed epochs on random pixels
+through the real input pipeline and optimiser. Random pixels cost the same FLOPs as CIFAR-10, so
+this measures speed only; run it with nothing else on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from trainer import cli
+from trainer.data import REPO_ROOT
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m trainer.throughput", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("configs", nargs="+", help="best, default, resnet20 or config JSON files (as trainer.train)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batches", type=int, default=12, help="batches per timed epoch")
+    p.add_argument("--threads", type=int, default=0, help="TF threads (0 = all cores)")
+    p.add_argument("--tuning-dir", type=Path, default=REPO_ROOT / "tuning")
+    p.add_argument("--out", type=Path, help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    if args.batches < 1 or args.batch_size < 1:
+        p.error("--batches and --batch-size must be at least 1")
+    return args
+
+
+def measure(spec: dict, batch_size: int, batches: int) -> dict:
+    import numpy as np
+
+    from trainer.macs import count_macs
+    from trainer.models import build_model, check_param_limit
+    from trainer.training import compile_classifier, train_dataset
+
+    model = build_model(spec["arch"], spec["hyperparameters"])
+    params = check_param_limit(model)
+    compile_classifier(model, spec["hyperparameters"], total_steps=10 * batches)
+    rng = np.random.default_rng(0)
+    n = batch_size * batches
+    ds = train_dataset(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                       rng.integers(0, 10, n), batch_size, seed=0)
+    model.fit(ds, epochs=1, verbose=0)  # tracing and oneDNN warm-up
+    start = time.perf_counter()
+    model.fit(ds, epochs=2, verbose=0)
+    seconds = time.perf_counter() - start
+    return {"params": params, "macs": count_macs(model), "images_per_second": round(2 * n / seconds, 1),
+            "epoch_minutes_50k": round(50_000 / (2 * n / seconds) / 60, 2)}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from trainer.training import configure_threads
+
+    configure_threads(args.threads)
+    from trainer.artifacts import machine_summary, write_json
+    from trainer.train import resolve_config
+
+    results = []
+    for config in args.configs:
+        spec = resolve_config(config, args.tuning_dir)
+        row = {"config": config, "name": spec["name"], **measure(spec, args.batch_size, args.batches)}
+        results.append(row)
+        print(f"{config}: {row['params']:,} params, {row['macs'] / 1e6:.1f}M MACs, "
+              f"{row['images_per_second']:.0f} img/s (~{row['epoch_minutes_50k']:.1f} min per 50k-image epoch)",
+              flush=True)
+    if args.out:
+        write_json(args.out, {"batch_size": args.batch_size, "threads": args.threads or "all",
+                              "machine": machine_summary(), "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))
