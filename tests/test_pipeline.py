@@ -94,6 +94,9 @@ def test_ablate_scores_variants_on_the_holdout_and_skips_measured_ones(tmp_path)
     assert (tmp_path / "tuning" / "ablations.csv").read_text().startswith("variant,change,holdout_accuracy")
     again = run_module("trainer.ablate", *args, "--variants", "base")
     assert again.returncode == 0 and "base: already measured, skipped" in again.stdout
+    other_budget = run_module("trainer.ablate", *args, "--epochs", 2, "--variants", "base")
+    assert other_budget.returncode == 2 and "holds ablations at another budget" in other_budget.stderr
+    assert json.loads((tmp_path / "tuning" / "ablations.json").read_text()) == result  # nothing lost
 
 
 def test_throughput_measures_each_config(tmp_path):

@@ -1,13 +1,14 @@
 """One-change-at-a-time ablations of a training recipe, scored on the training split's hold-out.
 
-    python -m trainer.ablate --config tuning/sepnet_hybrid.json            # all variants
+    python -m trainer.ablate --config tuning/sepnet_hybrid.json            # all variants, 5,000 images x 6 epochs
     python -m trainer.ablate --variants base cutout8 --subset 2000 --epochs 1
 
 Each variant is one `python -m trainer.train` run (a child process, so thread settings and Keras
 state start clean) on a class-balanced subset of the fitting images; its final weights are then
 scored on the whole hold-out (10% of the training split by default, never the test split).
 Results go to tuning/ablations.{json,csv}; variants already there with the same budget are
-skipped, so an interrupted run picks up where it stopped.
+skipped, so an interrupted run picks up where it stopped. Results at another budget are never
+overwritten: use another --tuning-dir, or delete them.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="tuning/sepnet_hybrid.json", help="base config JSON for trainer.train")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--subset", type=int, default=10000, help="training images per variant")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--subset", type=int, default=5000, help="training images per variant")
+    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of the training split scored")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="TF threads per run (0 = all cores)")
@@ -121,7 +122,10 @@ def main(argv=None) -> int:
               "holdout": args.holdout, "seed": args.seed}
     path = args.tuning_dir / "ablations.json"
     previous = read_json(path) if path.is_file() else {}
-    rows = previous.get("results", []) if previous.get("budget") == budget else []
+    if previous and previous.get("budget") != budget:
+        raise ValueError(f"{path} holds ablations at another budget ({previous.get('budget')}); "
+                         "pass another --tuning-dir or delete it")
+    rows = previous.get("results", [])
 
     data = load_cifar10(args.data, splits=("train",))
     *_, x_val, y_val = holdout_split(data.x_train, data.y_train, args.holdout, seed=args.seed)
