@@ -14,8 +14,6 @@ overwritten: use another --tuning-dir, or delete them.
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import subprocess
 import sys
 import tempfile
@@ -97,16 +95,11 @@ def run_variant(name: str, args, base: dict, x_val, y_val, workdir: Path) -> dic
 
 
 def write_results(rows: list[dict], budget: dict, tuning_dir: Path) -> None:
-    from trainer.artifacts import write_json
+    from trainer.artifacts import write_csv, write_json
 
     tuning_dir.mkdir(parents=True, exist_ok=True)
     write_json(tuning_dir / "ablations.json", {"budget": budget, "results": rows})
-    tmp = tuning_dir / ".ablations.csv.tmp"
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, tuning_dir / "ablations.csv")
+    write_csv(tuning_dir / "ablations.csv", rows, list(rows[0]))
 
 
 def main(argv=None) -> int:

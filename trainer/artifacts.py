@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import platform
@@ -37,6 +39,15 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 def write_json(path, data) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2, default=_default) + "\n").encode())
+
+
+def write_csv(path, rows: list[dict], columns: list[str]) -> None:
+    """A header and one line a row, written atomically like the JSON files."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, text.getvalue().encode())
 
 
 def read_json(path) -> dict:

@@ -19,7 +19,6 @@ The chief only runs the oracle and writes the summary when every trial is done.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from pathlib import Path
@@ -96,18 +95,13 @@ def trial_rows(oracle) -> list[dict]:
 
 
 def write_summary(rows: list[dict], tuning_dir: Path, proxy: dict) -> dict:
-    from trainer.artifacts import write_json
+    from trainer.artifacts import write_csv, write_json
 
     tuning_dir.mkdir(parents=True, exist_ok=True)
     done = [r for r in rows if r["status"] == "COMPLETED" and r["val_accuracy"] is not None]
     best = max(done, key=lambda r: r["val_accuracy"], default=None)
     columns = SUMMARY_COLUMNS + sorted({k for r in rows for k in r if k.startswith("hp_")})
-    tmp = tuning_dir / ".summary.csv.tmp"
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, tuning_dir / "summary.csv")
+    write_csv(tuning_dir / "summary.csv", rows, columns)
     summary = {"objective": "val_accuracy on a hold-out carved from the training split",
                "proxy_budget": proxy, "trials": rows,
                "best_trial_id": best["trial_id"] if best else None}
