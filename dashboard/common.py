@@ -527,7 +527,7 @@ def measure_latency(model_dir: Path, runs: int = 200, warmup: int = 20, timeout_
     """Latency on ONE CPU thread, measured by `trainer.latency` in a child process (so this
     server's threads and caches neither skew it nor are disturbed by it). Callers hold
     `exclusive("latency")`. Returns {"keras": {"median", "p90", "samples_ms"}, "tflite": {...},
-    "cpu", "threads"}."""
+    "tflite_int8": {...} (when the model has one), "cpu", "threads"}."""
     import inspect
 
     from trainer.latency import measure_in_subprocess

@@ -29,7 +29,7 @@ def cifar():
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    """search -> train -> evaluate on a few hundred images: the real commands, end to end."""
+    """search -> train -> quantize -> evaluate on a few hundred images: the real commands, end to end."""
     root = tmp_path_factory.mktemp("e2e")
     tuning, out = root / "tuning", root / "saved_models"
     search = run_module("trainer.search", "--max-trials", 2, "--subset", 200, "--val-size", 100,
@@ -40,6 +40,9 @@ def tiny_model_dir(tmp_path_factory):
                        "--name", "tiny", "--verbose", 0)
     assert train.returncode == 0, train.stderr[-3000:]
     model_dir = out / "tiny"
+    quantize = run_module("trainer.quantize", model_dir, "--calibration", 20)
+    assert quantize.returncode == 0, quantize.stderr[-3000:]
     evaluate = run_module("trainer.evaluate", model_dir, "--runs", 5, "--warmup", 1, "--limit", 600)
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]
-    return {"dir": model_dir, "tuning": tuning, "search": search, "train": train, "evaluate": evaluate}
+    return {"dir": model_dir, "tuning": tuning, "search": search, "train": train, "quantize": quantize,
+            "evaluate": evaluate}

@@ -6,7 +6,7 @@ from conftest import run_module
 
 
 @pytest.mark.parametrize("module", ["trainer.search", "trainer.train", "trainer.ablate", "trainer.throughput",
-                                    "trainer.evaluate", "trainer.latency"])
+                                    "trainer.evaluate", "trainer.latency", "trainer.quantize"])
 def test_help(module):
     proc = run_module(module, "--help")
     assert proc.returncode == 0 and "usage: python -m " + module in proc.stdout
@@ -70,3 +70,9 @@ def test_evaluate_a_corrupt_model(tmp_path):
     (tmp_path / "model.keras").write_bytes(b"junk")
     proc = run_module("trainer.evaluate", tmp_path)
     _assert_user_error(proc, "cannot load")
+
+
+def test_quantize_a_missing_model_or_with_too_few_images(tmp_path):
+    _assert_user_error(run_module("trainer.quantize", tmp_path / "nothing"), "no model file")
+    few = run_module("trainer.quantize", tmp_path, "--calibration", 3)
+    assert few.returncode == 2 and "--calibration must be at least 10" in few.stderr

@@ -224,6 +224,18 @@ def test_latency_measure(monkeypatch):
     assert len(at.get("plotly_chart")) == 2
 
 
+def test_latency_shows_int8_when_the_model_has_one(monkeypatch):
+    from dashboard import common
+
+    monkeypatch.setattr(common, "measure_latency",
+                        lambda *a, **k: fake_result(("keras", "tflite", "tflite_int8")))
+    at = open_page("latency")
+    at.button(key="lat_go").click().run()
+    assert not at.exception
+    assert {"TFLite int8 median", "TFLite int8 p90"} <= {m.label for m in at.metric}
+    assert "TFLite int8" in at.dataframe[0].value["format"].tolist()
+
+
 def test_latency_failure_is_friendly(monkeypatch):
     from dashboard import common
 

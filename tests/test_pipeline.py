@@ -1,4 +1,4 @@
-"""The real commands end to end on a tiny budget: search -> train -> evaluate."""
+"""The real commands end to end on a tiny budget: search -> train -> quantize -> evaluate."""
 
 import json
 
@@ -50,6 +50,21 @@ def test_evaluate_writes_every_metric(tiny_model_dir):
     report = (d / "report.md").read_text()
     assert "top-1 accuracy" in report and "| cat |" in report
     assert "accuracy" in tiny_model_dir["evaluate"].stdout
+
+
+def test_evaluate_scores_and_times_the_int8_export(tiny_model_dir):
+    d = tiny_model_dir["dir"]
+    assert "calibrated on 20 training images" in tiny_model_dir["quantize"].stdout
+    m = json.loads((d / "metrics.json").read_text())
+    q = m["int8"]
+    assert q["images"] == 600 and 0 <= q["agreement_with_keras"] <= 1
+    assert 0 <= q["accuracy"] <= 1 and 0 <= q["accuracy_flip_tta"] <= 1
+    # int8 weights: about a quarter of the float file (plus fixed overhead on a tiny model)
+    assert 0 < m["file_size_bytes"]["tflite_int8"] < 0.5 * m["file_size_bytes"]["tflite"]
+    lat = m["latency_ms"]["tflite_int8"]
+    assert 0 < lat["median"] <= lat["p90"] and lat["runs"] == 5
+    assert m["latency_ms"]["tflite_int8_flip_tta"]["runs"] == 5
+    assert "int8 TFLite: top-1 accuracy" in (d / "report.md").read_text()
 
 
 def test_latency_cli_on_one_thread(tiny_model_dir):

@@ -6,6 +6,8 @@ On the CIFAR-10 test split: top-1 accuracy (plain and with flip test-time augmen
 per-class accuracy, precision/recall/F1, the confusion matrix (JSON and PNG); parameter count,
 MACs, file sizes; CPU latency in ms per image on ONE thread (median and p90, Keras through a
 tf.function and TFLite) measured in a child process; throughput at batch 256 on all cores.
+When `python -m trainer.quantize` has written model_int8.tflite, its accuracy on the whole test
+split, its agreement with the Keras model, its size and its latency are reported too.
 Writes metrics.json, report.md, confusion_matrix.png and test_predictions.npz beside the model.
 """
 
@@ -77,6 +79,20 @@ def save_confusion_png(cm, class_names, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _int8_rows(m: dict) -> list[str]:
+    if "int8" not in m:
+        return []
+    q, lat, tta = m["int8"], m["latency_ms"]["tflite_int8"], m["latency_ms"]["tflite_int8_flip_tta"]
+    return [
+        f"| int8 TFLite: top-1 accuracy (all {q['images']:,} images) | {q['accuracy'] * 100:.2f}% "
+        f"({(q['accuracy'] - m['accuracy']) * 100:+.2f} points), agrees with Keras on {q['agreement_with_keras'] * 100:.1f}% |",
+        f"| int8 TFLite: top-1 accuracy, flip TTA | {q['accuracy_flip_tta'] * 100:.2f}% |",
+        f"| int8 TFLite: file size | {m['file_size_bytes']['tflite_int8'] / 1e6:.2f} MB |",
+        f"| latency int8 TFLite, 1 thread | median {lat['median']:.3f} ms, p90 {lat['p90']:.3f} ms |",
+        f"| latency int8 TFLite + flip TTA, 1 thread | median {tta['median']:.3f} ms, p90 {tta['p90']:.3f} ms |",
+    ]
+
+
 def render_report(m: dict) -> str:
     lat = m["latency_ms"]
     training_time = "n/a" if m["training_time_s"] is None else f"{m['training_time_s'] / 60:.1f} min"
@@ -99,6 +115,7 @@ def render_report(m: dict) -> str:
         f"| latency TFLite + flip TTA, 1 thread | median {lat['tflite_flip_tta']['median']:.3f} ms, p90 {lat['tflite_flip_tta']['p90']:.3f} ms |",
         f"| throughput, batch 256, all cores | {m['throughput_img_s']:.0f} img/s |",
         f"| TFLite agrees with Keras (top-1, first {m['tflite_check']['images']} images) | {m['tflite_check']['agreement'] * 100:.1f}% |",
+        *_int8_rows(m),
         f"| training time | {training_time} |",
         f"| brief's limits (< 1M params, <= {BRIEF_LATENCY_LIMIT_MS:.0f} ms) | {'met' if m['within_brief_limits'] else 'NOT met'} |",
         "",
@@ -123,15 +140,17 @@ def main(argv=None) -> int:
     model_dir = args.model_dir
     from trainer.artifacts import atomic_write_bytes, cpu_name, read_json, write_json
     from trainer.data import CLASS_NAMES, load_cifar10
-    from trainer.export import tflite_interpreter, tflite_predict
+    from trainer.export import FLOAT_FILENAME, INT8_FILENAME, tflite_interpreter, tflite_predict
     from trainer.latency import measure_in_subprocess
     from trainer.macs import count_macs
     from trainer.metrics import classification_report, most_confused_pairs
     from trainer.models import PARAM_LIMIT, load_classifier
 
     model = load_classifier(model_dir)
-    tflite_path = model_dir / "model.tflite"
+    tflite_path = model_dir / FLOAT_FILENAME
     interpreter = tflite_interpreter(tflite_path)  # fail early on a missing/corrupt export
+    int8_path = model_dir / INT8_FILENAME
+    int8_interpreter = tflite_interpreter(int8_path) if int8_path.is_file() else None
     config = read_json(model_dir / "config.json") if (model_dir / "config.json").is_file() else {}
     training = read_json(model_dir / "training.json") if (model_dir / "training.json").is_file() else {}
     name = config.get("name", model_dir.name)
@@ -152,6 +171,15 @@ def main(argv=None) -> int:
     n_check = min(TFLITE_CHECK_IMAGES, len(y))
     tflite_top1 = tflite_predict(interpreter, xf[:n_check]).argmax(1)
     agreement = float((tflite_top1 == probs[:n_check].argmax(1)).mean())
+    int8 = None
+    if int8_interpreter is not None:  # every test image: quantisation error shows in accuracy, not a sample
+        print(f"scoring {INT8_FILENAME} on {len(y):,} images ...", flush=True)
+        int8_probs = tflite_predict(int8_interpreter, xf)
+        int8_tta = (int8_probs + tflite_predict(int8_interpreter, xf[:, :, ::-1])) / 2
+        int8 = {"accuracy": round(float((int8_probs.argmax(1) == y).mean()), 5),
+                "accuracy_flip_tta": round(float((int8_tta.argmax(1) == y).mean()), 5),
+                "agreement_with_keras": round(float((int8_probs.argmax(1) == probs.argmax(1)).mean()), 4),
+                "images": len(y)}
 
     print("timing: one thread, batch 1, in a child process ...", flush=True)
     latency = measure_in_subprocess(model_dir, runs=args.runs, warmup=args.warmup)
@@ -171,11 +199,13 @@ def main(argv=None) -> int:
         "most_confused": most_confused_pairs(report["confusion_matrix"]),
         "params": params,
         "macs": count_macs(model),
-        "file_size_bytes": {"keras": (model_dir / "model.keras").stat().st_size, "tflite": tflite_path.stat().st_size},
+        "file_size_bytes": {"keras": (model_dir / "model.keras").stat().st_size, "tflite": tflite_path.stat().st_size,
+                            **({"tflite_int8": int8_path.stat().st_size} if int8 else {})},
         "latency_ms": {k: v for k, v in latency.items() if isinstance(v, dict)},
         "threads": 1,
         "throughput_img_s": round(throughput(model), 1),
         "tflite_check": {"images": n_check, "agreement": round(agreement, 4)},
+        **({"int8": int8} if int8 else {}),
         "cpu": cpu_name(),
         "training_time_s": training.get("training_time_s"),
         "evaluated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -197,8 +227,11 @@ def main(argv=None) -> int:
           f"{params:,} params, {metrics['macs'] / 1e6:.1f}M MACs\n"
           f"latency, 1 thread: Keras {lat['keras']['median']:.2f} ms (p90 {lat['keras']['p90']:.2f}), "
           f"TFLite {lat['tflite']['median']:.2f} ms (p90 {lat['tflite']['p90']:.2f}); "
-          f"throughput {metrics['throughput_img_s']:.0f} img/s at batch 256\n"
-          f"wrote {model_dir}/metrics.json, report.md, confusion_matrix.png, test_predictions.npz")
+          f"throughput {metrics['throughput_img_s']:.0f} img/s at batch 256")
+    if int8:
+        print(f"int8 TFLite: accuracy {int8['accuracy'] * 100:.2f}%, agrees with Keras on "
+              f"{int8['agreement_with_keras'] * 100:.1f}%, {lat['tflite_int8']['median']:.2f} ms median, 1 thread")
+    print(f"wrote {model_dir}/metrics.json, report.md, confusion_matrix.png, test_predictions.npz")
     return 0
 
 

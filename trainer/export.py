@@ -9,14 +9,44 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+FLOAT_FILENAME = "model.tflite"
+INT8_FILENAME = "model_int8.tflite"  # written by `python -m trainer.quantize`
 
-def to_tflite(model: keras.Model) -> bytes:
-    """float32 TFLite flatbuffer with the model's own input/output (no quantisation)."""
+
+def _convert(model: keras.Model, configure=None) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "saved_model"
         model.export(str(saved), format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+        if configure is not None:
+            configure(converter)
         return converter.convert()
+
+
+def to_tflite(model: keras.Model) -> bytes:
+    """float32 TFLite flatbuffer with the model's own input/output (no quantisation)."""
+    return _convert(model)
+
+
+def to_tflite_int8(model: keras.Model, calibration_images) -> bytes:
+    """Full-integer post-training quantisation: int8 weights and activations, every op in int8
+    (conversion fails rather than silently falling back to float). Input and output stay float32,
+    so callers feed raw 0-255 pixels exactly as for the float model. Activation ranges come from
+    `calibration_images`: take them from the training split, never the test split."""
+    images = np.asarray(calibration_images, np.float32)
+    if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or len(images) == 0:
+        raise ValueError(f"calibration images must have shape (N, 32, 32, 3) with N >= 1, got {images.shape}")
+
+    def representative_data():
+        for image in images:
+            yield [image[None]]
+
+    def configure(converter):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_data
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+    return _convert(model, configure)
 
 
 def tflite_interpreter(path, threads: int = 1):

@@ -1,4 +1,5 @@
-"""Single-thread CPU latency, ms per image at batch 1, for the Keras model and its TFLite export.
+"""Single-thread CPU latency, ms per image at batch 1, for the Keras model and its TFLite exports
+(float, and int8 when trainer.quantize wrote one).
 
     python -m trainer.latency saved_models/<name> --runs 200 --json
 
@@ -39,13 +40,29 @@ def _time_calls(fn, runs: int, warmup: int) -> list[float]:
     return samples
 
 
+def _tflite_call(path: Path):
+    """A one-thread interpreter as a function image -> probabilities, with nothing else per call."""
+    from trainer.export import tflite_interpreter
+
+    interpreter = tflite_interpreter(path, threads=1)
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+
+    def call(image):
+        interpreter.set_tensor(inp, image)
+        interpreter.invoke()
+        return interpreter.get_tensor(out)
+
+    return call
+
+
 def measure(model_dir: Path, runs: int = 200, warmup: int = 20, flip_tta: bool = True) -> dict:
     """Times batch-1 inference in this process; call configure_threads(1) before any TF op."""
     import numpy as np
     import tensorflow as tf
 
     from trainer.artifacts import cpu_name
-    from trainer.export import tflite_interpreter
+    from trainer.export import FLOAT_FILENAME, INT8_FILENAME
     from trainer.models import load_classifier
 
     model_dir = Path(model_dir)
@@ -60,20 +77,18 @@ def measure(model_dir: Path, runs: int = 200, warmup: int = 20, flip_tta: bool =
     if flip_tta:
         results["keras_flip_tta"] = _stats(_time_calls(lambda: keras_tta(x).numpy(), runs, warmup))
 
-    interpreter = tflite_interpreter(model_dir / "model.tflite", threads=1)
-    inp = interpreter.get_input_details()[0]["index"]
-    out = interpreter.get_output_details()[0]["index"]
+    tflite = _tflite_call(model_dir / FLOAT_FILENAME)
     flipped = np.ascontiguousarray(image[:, :, ::-1])
-
-    def tflite_once(img=image):
-        interpreter.set_tensor(inp, img)
-        interpreter.invoke()
-        return interpreter.get_tensor(out)
-
-    results["tflite"] = _stats(_time_calls(tflite_once, runs, warmup))
+    results["tflite"] = _stats(_time_calls(lambda: tflite(image), runs, warmup))
     if flip_tta:
         results["tflite_flip_tta"] = _stats(_time_calls(
-            lambda: (tflite_once(image) + tflite_once(flipped)) / 2, runs, warmup))
+            lambda: (tflite(image) + tflite(flipped)) / 2, runs, warmup))
+    if (model_dir / INT8_FILENAME).is_file():  # optional: only models run through trainer.quantize have one
+        int8 = _tflite_call(model_dir / INT8_FILENAME)
+        results["tflite_int8"] = _stats(_time_calls(lambda: int8(image), runs, warmup))
+        if flip_tta:
+            results["tflite_int8_flip_tta"] = _stats(_time_calls(
+                lambda: (int8(image) + int8(flipped)) / 2, runs, warmup))
     results.update({"threads": 1, "batch_size": 1, "warmup": warmup, "cpu": cpu_name()})
     return results
 

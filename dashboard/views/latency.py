@@ -85,8 +85,9 @@ st.subheader(f"{entry.name}, measured at {res.get('_when', '?')}")
 st.caption(f"On {res.get('cpu', cpu)}, {res.get('threads', 1)} thread, "
            f"{res.get('_warmup', '?')} warm-up + {res.get('_runs', '?')} timed runs per format.")
 
-LABELS = {"keras": "Keras", "tflite": "TFLite"}
-COLORS = {"keras": "#4c78a8", "tflite": "#f58518"}
+# TFLite int8 appears only for models run through `python -m trainer.quantize`.
+LABELS = {"keras": "Keras", "tflite": "TFLite", "tflite_int8": "TFLite int8"}
+COLORS = {"keras": "#4c78a8", "tflite": "#f58518", "tflite_int8": "#54a24b"}
 kinds = [k for k in LABELS if isinstance(res.get(k), dict)]
 cols = st.columns(2 * len(kinds))
 for i, k in enumerate(kinds):

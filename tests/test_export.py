@@ -1,0 +1,49 @@
+"""TFLite exports compute the same function as the Keras model they came from."""
+
+import numpy as np
+import pytest
+
+from trainer.export import tflite_predict, to_tflite, to_tflite_int8
+from trainer.models import build_sepnet
+
+
+def _interpreter(flatbuffer):
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=1)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+@pytest.fixture(scope="module")
+def peaked_model():
+    """A small untrained sepnet with a scaled-up classifier, so its outputs are confident and
+    differ from image to image: near-uniform outputs would hide quantisation errors."""
+    model = build_sepnet({"width_1": 16, "width_2": 32, "width_3": 48})
+    head = model.get_layer("probs")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * 30, bias])
+    return model
+
+
+def test_int8_export_takes_raw_pixels_and_matches_float(peaked_model):
+    rng = np.random.default_rng(0)
+    calibration = rng.uniform(0, 255, (32, 32, 32, 3)).astype(np.float32)
+    images = rng.uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
+    float_probs = tflite_predict(_interpreter(to_tflite(peaked_model)), images)
+    int8_flatbuffer = to_tflite_int8(peaked_model, calibration)
+    int8_interp = _interpreter(int8_flatbuffer)
+    assert int8_interp.get_input_details()[0]["dtype"] == np.float32  # same interface as the float file
+    int8_probs = tflite_predict(int8_interp, images)
+    assert len(set(float_probs.argmax(1))) > 1, "the test model must not predict one class only"
+    assert (int8_probs.argmax(1) == float_probs.argmax(1)).mean() >= 0.8
+    assert np.abs(int8_probs - float_probs).max() < 0.25
+    # every op runs in int8 (only the float input is quantised and the output dequantised)
+    tensor_types = {t["dtype"] for t in int8_interp.get_tensor_details()}
+    assert np.int8 in tensor_types
+
+
+@pytest.mark.parametrize("shape", [(0, 32, 32, 3), (4, 28, 28, 3), (32, 32, 3)])
+def test_int8_export_rejects_bad_calibration_images(peaked_model, shape):
+    with pytest.raises(ValueError, match="calibration images must have shape"):
+        to_tflite_int8(peaked_model, np.zeros(shape, np.float32))
