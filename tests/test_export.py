@@ -1,24 +1,31 @@
 """TFLite exports compute the same function as the Keras model they came from."""
 
+import keras
 import numpy as np
 import pytest
 
-from trainer.export import tflite_predict, to_tflite, to_tflite_int8
+from trainer.export import tflite_interpreter, tflite_predict, to_tflite, to_tflite_int8
 from trainer.models import build_sepnet
 
 
-def _interpreter(flatbuffer):
-    import tensorflow as tf
+def _interpreter(flatbuffer, tmp_path, name):
+    """Through the project's own loader, as evaluate and latency load the files."""
+    path = tmp_path / name
+    path.write_bytes(flatbuffer)
+    return tflite_interpreter(path)
 
-    interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=1)
-    interpreter.allocate_tensors()
-    return interpreter
+
+def _coloured_images(rng, n):
+    """One random colour per image plus noise: distinct pooled features, so distinct predictions."""
+    colours = rng.uniform(0, 255, (n, 1, 1, 3))
+    return np.clip(colours + rng.normal(0, 20, (n, 32, 32, 3)), 0, 255).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
 def peaked_model():
     """A small untrained sepnet with a scaled-up classifier, so its outputs are confident and
     differ from image to image: near-uniform outputs would hide quantisation errors."""
+    keras.utils.set_random_seed(0)  # the untrained weights are the test input: keep them fixed
     model = build_sepnet({"width_1": 16, "width_2": 32, "width_3": 48})
     head = model.get_layer("probs")
     kernel, bias = head.get_weights()
@@ -26,13 +33,12 @@ def peaked_model():
     return model
 
 
-def test_int8_export_takes_raw_pixels_and_matches_float(peaked_model):
+def test_int8_export_takes_raw_pixels_and_matches_float(peaked_model, tmp_path):
     rng = np.random.default_rng(0)
-    calibration = rng.uniform(0, 255, (32, 32, 32, 3)).astype(np.float32)
-    images = rng.uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
-    float_probs = tflite_predict(_interpreter(to_tflite(peaked_model)), images)
+    calibration, images = _coloured_images(rng, 32), _coloured_images(rng, 16)  # same distribution, as in use
+    float_probs = tflite_predict(_interpreter(to_tflite(peaked_model), tmp_path, "model.tflite"), images)
     int8_flatbuffer = to_tflite_int8(peaked_model, calibration)
-    int8_interp = _interpreter(int8_flatbuffer)
+    int8_interp = _interpreter(int8_flatbuffer, tmp_path, "model_int8.tflite")
     assert int8_interp.get_input_details()[0]["dtype"] == np.float32  # same interface as the float file
     int8_probs = tflite_predict(int8_interp, images)
     assert len(set(float_probs.argmax(1))) > 1, "the test model must not predict one class only"

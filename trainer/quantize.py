@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     out = args.model_dir / INT8_FILENAME
     atomic_write_bytes(out, flatbuffer)
     float_path = args.model_dir / FLOAT_FILENAME
-    ratio = f", {float_path.stat().st_size / len(flatbuffer):.1f}x smaller than model.tflite" if float_path.is_file() else ""
+    ratio = f", {float_path.stat().st_size / len(flatbuffer):.1f}x smaller than {FLOAT_FILENAME}" if float_path.is_file() else ""
     print(f"wrote {out}: {len(flatbuffer) / 1e6:.2f} MB{ratio}; calibrated on {len(images):,} training images "
           f"from {data.source} in {time.perf_counter() - start:.0f} s.\n"
           f"Score and time it: python -m trainer.evaluate {args.model_dir}")

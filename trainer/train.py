@@ -97,7 +97,7 @@ def main(argv=None) -> int:
 
     from trainer.artifacts import atomic_dir, machine_summary
     from trainer.data import balanced_subset, holdout_split, load_cifar10
-    from trainer.export import to_tflite
+    from trainer.export import FLOAT_FILENAME, to_tflite
     from trainer.macs import count_macs
     from trainer.models import build_model, check_param_limit
     from trainer.training import compile_classifier, eval_dataset, steps_per_epoch, train_dataset
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     clean.set_weights(model.get_weights())
     with atomic_dir(args.out / name) as tmp:
         clean.save(tmp / "model.keras")
-        (tmp / "model.tflite").write_bytes(to_tflite(clean))
+        (tmp / FLOAT_FILENAME).write_bytes(to_tflite(clean))
         write_json(tmp / "config.json", {
             "name": name, "arch": spec["arch"], "hyperparameters": hp,
             "trial_id": spec.get("trial_id"), "params": params, "macs": macs, "seed": args.seed,
