@@ -61,6 +61,13 @@ def test_ablate_with_a_missing_or_oversized_config(tmp_path):
     _assert_user_error(oversized, "limit is < 1,000,000", "variant base: trainer.train failed")
 
 
+def test_ablate_refuses_a_variant_the_architecture_would_ignore(tmp_path):
+    proc = run_module("trainer.ablate", "--config", "tuning/airnet_sep.json", "--variants", "base",
+                      "separable_stage1", "--tuning-dir", tmp_path)
+    _assert_user_error(proc, "variant separable_stage1 does not apply to arch 'airnet'", "first_stage")
+    assert not (tmp_path / "ablations.json").exists()  # refused before anything was trained
+
+
 def test_evaluate_a_missing_model(tmp_path):
     proc = run_module("trainer.evaluate", tmp_path / "nothing")
     _assert_user_error(proc, "no model file")

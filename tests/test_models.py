@@ -4,8 +4,8 @@ import pytest
 
 from trainer.hypermodel import SepNetHyperModel, sample_hyperparameters
 from trainer.macs import count_macs
-from trainer.models import (DEFAULT_HP, PARAM_LIMIT, ModelTooLargeError, build_resnet20, build_sepnet,
-                            check_param_limit, load_classifier)
+from trainer.models import (DEFAULT_HP, PARAM_LIMIT, ModelTooLargeError, build_airnet, build_resnet20,
+                            build_sepnet, check_param_limit, load_classifier)
 
 
 def test_defaults_build_a_valid_model_under_the_limit():
@@ -46,6 +46,36 @@ def test_resnet20_matches_the_paper():
     # He et al. 2016: 0.27M parameters, ~41M MACs (40.8M counted layer by layer).
     assert 0.26e6 < model.count_params() < 0.28e6
     assert 40e6 < count_macs(model) < 42e6
+
+
+def test_airnet_config_is_under_the_limit_and_mostly_separable(tmp_path):
+    from trainer.train import resolve_config
+
+    spec = resolve_config("tuning/airnet_sep.json", tmp_path)
+    model = build_airnet(spec["hyperparameters"])
+    assert 850_000 < model.count_params() < PARAM_LIMIT
+    # Only the first block holds full 3x3 convolutions; blocks 2 and 3 are depthwise + pointwise.
+    full = [layer.name for layer in model.layers
+            if type(layer).__name__ == "Conv2D" and layer.kernel_size == (3, 3)]
+    assert full == ["b1c1_conv", "b1c2_conv"]
+    assert model.get_layer("features").output.shape[1:] == (512,)  # 31 -> 15 -> 7 -> 3, global max
+    probs = model(np.full((2, 32, 32, 3), 128.0, np.float32))
+    np.testing.assert_allclose(np.sum(probs, axis=1), 1.0, rtol=1e-5)
+
+
+def test_airnet_saves_and_loads_without_custom_objects(tmp_path):
+    model = build_airnet({"stem_width": 8, "widths": [8, 16, 16], "convs": [1, 2, 1]})
+    model.save(tmp_path / "model.keras")
+    loaded = load_classifier(tmp_path)  # safe_mode=True: only built-in layers
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded(images), model(images), atol=1e-6)
+
+
+def test_airnet_rejects_mismatched_block_lists():
+    with pytest.raises(ValueError, match="one entry per block"):
+        build_airnet({"widths": [64, 128], "convs": [2, 2, 2]})
+    with pytest.raises(ValueError, match="unknown block type"):
+        build_airnet({"block_types": ["conv", "grouped", "separable"]})
 
 
 def test_macs_of_a_known_layer_stack():

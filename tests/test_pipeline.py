@@ -114,11 +114,20 @@ def test_ablate_scores_variants_on_the_holdout_and_skips_measured_ones(tmp_path)
     assert json.loads((tmp_path / "tuning" / "ablations.json").read_text()) == result  # nothing lost
 
 
+def test_ablation_variants_default_to_those_the_architecture_has():
+    from trainer.ablate import variants_for
+
+    sepnet, airnet = variants_for("sepnet", None), variants_for("airnet", None)
+    assert "separable_stage1" in sepnet and "dense_blocks" not in sepnet
+    assert "dense_blocks" in airnet and "separable_stage1" not in airnet
+    assert sepnet[0] == airnet[0] == "base"
+
+
 def test_throughput_measures_each_config(tmp_path):
     out = tmp_path / "throughput.json"
-    proc = run_module("trainer.throughput", "default", "resnet20", "--batches", 1, "--batch-size", 16,
-                      "--out", out)
+    proc = run_module("trainer.throughput", "default", "resnet20", "tuning/airnet_sep.json",
+                      "--batches", 1, "--batch-size", 16, "--out", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())["results"]
-    assert [r["name"] for r in rows] == ["sepnet_default", "resnet20"]
+    assert [r["name"] for r in rows] == ["sepnet_default", "resnet20", "airnet_sep"]
     assert all(r["images_per_second"] > 0 and r["params"] < 1_000_000 for r in rows)

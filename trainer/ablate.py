@@ -1,6 +1,6 @@
 """One-change-at-a-time ablations of a training recipe, scored on the training split's hold-out.
 
-    python -m trainer.ablate --config tuning/sepnet_hybrid.json            # all variants, 5,000 images x 6 epochs
+    python -m trainer.ablate --config tuning/sepnet_hybrid.json            # 5,000 images x 6 epochs
     python -m trainer.ablate --variants base cutout8 --subset 2000 --epochs 1
 
 Each variant is one `python -m trainer.train` run (a child process, so thread settings and Keras
@@ -35,6 +35,10 @@ VARIANTS = {
     "no_label_smoothing": ("label smoothing 0 instead of 0.1", [], {"label_smoothing": 0.0}),
     "separable_stage1": ("16x16 stage as separable blocks instead of full 3x3 convs", [],
                          {"first_stage": "separable"}),
+    # airnet only: what the separable constraint costs inside the airbench layout, at equal speed.
+    "learned_bn_scale": ("BatchNorm learns its scale (airbench freezes it at 1)", [], {"bn_scale": True}),
+    "dense_blocks": ("all three blocks full 3x3 convs (airbench's own), widths 64/160/192, 2 convs each", [],
+                     {"block_types": ["conv", "conv", "conv"], "widths": [64, 160, 192], "convs": [2, 2, 2]}),
 }
 
 
@@ -42,7 +46,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m trainer.ablate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="tuning/sepnet_hybrid.json", help="base config JSON for trainer.train")
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                   help="default: every variant that applies to the config's architecture")
     p.add_argument("--subset", type=int, default=5000, help="training images per variant")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of the training split scored")
@@ -66,6 +71,22 @@ def holdout_accuracy(model_dir: Path, x_val, y_val) -> float:
     model = load_classifier(model_dir)
     probs = model.predict(x_val.astype(np.float32), batch_size=500, verbose=0)
     return float((probs.argmax(axis=1) == y_val).mean())
+
+
+def variants_for(arch: str, requested: list[str] | None) -> list[str]:
+    """The requested variants (default: all that apply), refusing before any training one whose
+    overrides the architecture would silently ignore."""
+    from trainer.train import default_hyperparameters
+
+    known = set(default_hyperparameters(arch))
+    applies = {name: set(spec[2]) <= known for name, spec in VARIANTS.items()}
+    if requested is None:
+        return [name for name in VARIANTS if applies[name]]
+    for name in requested:
+        if not applies[name]:
+            missing = ", ".join(sorted(set(VARIANTS[name][2]) - known))
+            raise ValueError(f"variant {name} does not apply to arch {arch!r} (it has no hyperparameter {missing})")
+    return requested
 
 
 def run_variant(name: str, args, base: dict, x_val, y_val, workdir: Path) -> dict:
@@ -111,6 +132,7 @@ def main(argv=None) -> int:
     from trainer.data import holdout_split, load_cifar10
 
     base = read_json(Path(args.config))
+    variants = variants_for(base.get("arch", "sepnet"), args.variants)
     budget = {"config": str(args.config), "subset": args.subset, "epochs": args.epochs,
               "holdout": args.holdout, "seed": args.seed}
     path = args.tuning_dir / "ablations.json"
@@ -125,7 +147,7 @@ def main(argv=None) -> int:
     print(f"ablations of {args.config}: {args.subset:,} images x {args.epochs} epochs, "
           f"scored on {len(y_val):,} hold-out images; data: {data.source}", flush=True)
     with tempfile.TemporaryDirectory(prefix="ablate-") as tmp:
-        for name in args.variants:
+        for name in variants:
             if any(r["variant"] == name for r in rows):
                 print(f"{name}: already measured, skipped", flush=True)
                 continue

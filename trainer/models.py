@@ -1,4 +1,5 @@
-"""Classifier architectures: the depthwise-separable search space and the ResNet-20 peer.
+"""Classifier architectures: the depthwise-separable search space, an airbench-style separable net
+and the ResNet-20 peer.
 
 Every model takes raw RGB pixels, float32 (N, 32, 32, 3) in 0-255, normalises them itself,
 and ends in softmax probabilities. Only built-in Keras layers are used, so `.keras` files load
@@ -149,7 +150,58 @@ def build_resnet20(name: str = "resnet20") -> keras.Model:
     return keras.Model(inputs, outputs, name=name)
 
 
-ARCHITECTURES = {"sepnet": build_sepnet, "resnet20": lambda hp=None, name="resnet20": build_resnet20(name)}
+# An airbench-style net (Jordan 2024, arXiv:2404.00498) with its wide stages made separable.
+AIRNET_HP = {
+    "stem_width": 24,           # 2x2 stride-1 patch conv: 32x32 -> 31x31, as airbench's whitening layer
+    "widths": [64, 256, 512],
+    "convs": [2, 3, 3],          # convolutions per block; the first one is followed by the 2x2 max-pool
+    "block_types": ["conv", "separable", "separable"],  # a full-conv first block, separable after
+    "bn_scale": False,          # airbench: BN's scale frozen at 1, only its shift learned
+    "learning_rate": 0.2,
+    "weight_decay": 5e-4,
+    "label_smoothing": 0.1,
+}
+
+
+def _airnet_conv(x, channels: int, kind: str, name: str):
+    if kind == "conv":
+        return layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    if kind == "separable":
+        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dw")(x)
+        return layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_pw")(x)
+    raise ValueError(f"unknown block type {kind!r}: use conv or separable")
+
+
+def build_airnet(hp: dict | None = None, name: str = "airnet") -> keras.Model:
+    """Three blocks of conv -> max-pool -> BN -> GELU, then conv -> BN -> GELU, no residuals.
+
+    As in airbench: the pool comes before BN (it sees pre-normalised maxima), BN has no learned
+    scale by default (a fixed scale keeps the effective learning rate steady), and the head
+    is a global max-pool of the last 3x3 map. What differs: the wide second and third blocks are
+    depthwise-separable, which keeps them under 1M parameters at airbench's widths and beyond.
+    """
+    hp = {**AIRNET_HP, **(hp or {})}
+    if not len(hp["widths"]) == len(hp["convs"]) == len(hp["block_types"]):
+        raise ValueError("widths, convs and block_types must have one entry per block")
+    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    x = normalization()(inputs)
+    x = layers.Conv2D(int(hp["stem_width"]), 2, padding="valid", name="stem_conv")(x)
+    x = layers.Activation("gelu", name="stem_act")(x)
+    for b, (width, convs, kind) in enumerate(zip(hp["widths"], hp["convs"], hp["block_types"]), start=1):
+        for c in range(int(convs)):
+            n = f"b{b}c{c + 1}"
+            x = _airnet_conv(x, int(width), kind, n)
+            if c == 0:
+                x = layers.MaxPooling2D(2, name=f"{n}_pool")(x)
+            x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, scale=bool(hp["bn_scale"]),
+                                          name=f"{n}_bn")(x)
+            x = layers.Activation("gelu", name=f"{n}_act")(x)
+    x = layers.GlobalMaxPooling2D(name=FEATURES_LAYER)(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+ARCHITECTURES = {"sepnet": build_sepnet, "airnet": build_airnet, "resnet20": lambda hp=None, name="resnet20": build_resnet20(name)}
 
 
 def build_model(arch: str, hp: dict | None = None, name: str | None = None) -> keras.Model:

@@ -63,6 +63,15 @@ def parse_args(argv=None):
     return args
 
 
+def default_hyperparameters(arch: str) -> dict:
+    """What a config file's "hyperparameters" are merged into, per architecture."""
+    from trainer.models import AIRNET_HP, ARCHITECTURES, DEFAULT_HP
+
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}")
+    return dict({"sepnet": DEFAULT_HP, "airnet": AIRNET_HP}.get(arch, RESNET20_HP))
+
+
 def resolve_config(config: str, tuning_dir: Path) -> dict:
     """Turns --config into {"arch", "hyperparameters", "name"}."""
     from trainer.models import DEFAULT_HP
@@ -84,8 +93,8 @@ def resolve_config(config: str, tuning_dir: Path) -> dict:
 
     spec = read_json(path)
     if "arch" not in spec:
-        raise ValueError(f"{path} must hold an 'arch' key (sepnet or resnet20)")
-    hp = {**(DEFAULT_HP if spec["arch"] == "sepnet" else RESNET20_HP), **spec.get("hyperparameters", {})}
+        raise ValueError(f"{path} must hold an 'arch' key (sepnet, airnet or resnet20)")
+    hp = {**default_hyperparameters(spec["arch"]), **spec.get("hyperparameters", {})}
     return {"arch": spec["arch"], "hyperparameters": hp, "name": spec.get("name", path.stem)}
 
 
