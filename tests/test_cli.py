@@ -6,7 +6,7 @@ from conftest import run_module
 
 
 @pytest.mark.parametrize("module", ["trainer.search", "trainer.train", "trainer.ablate", "trainer.throughput",
-                                    "trainer.evaluate", "trainer.latency", "trainer.quantize"])
+                                    "trainer.evaluate", "trainer.latency", "trainer.quantize", "trainer.ensemble"])
 def test_help(module):
     proc = run_module(module, "--help")
     assert proc.returncode == 0 and "usage: python -m " + module in proc.stdout
@@ -83,3 +83,11 @@ def test_quantize_a_missing_model_or_with_too_few_images(tmp_path):
     _assert_user_error(run_module("trainer.quantize", tmp_path / "nothing"), "no model file")
     few = run_module("trainer.quantize", tmp_path, "--calibration", 3)
     assert few.returncode == 2 and "--calibration must be at least 10" in few.stderr
+
+
+def test_ensemble_of_a_folder_that_was_never_evaluated(tmp_path):
+    (tmp_path / "a").mkdir()
+    proc = run_module("trainer.ensemble", tmp_path / "a", tmp_path / "a")
+    _assert_user_error(proc, "test_predictions.npz not found", "python -m trainer.evaluate")
+    proc = run_module("trainer.ensemble", tmp_path / "a")
+    assert proc.returncode == 2 and "at least two models" in proc.stderr

@@ -1,11 +1,14 @@
+from pathlib import Path
+
 import keras_tuner as kt
 import numpy as np
 import pytest
 
+from trainer.data import REPO_ROOT
 from trainer.hypermodel import SepNetHyperModel, sample_hyperparameters
 from trainer.macs import count_macs
-from trainer.models import (DEFAULT_HP, PARAM_LIMIT, ModelTooLargeError, build_airnet, build_resnet20,
-                            build_sepnet, check_param_limit, load_classifier)
+from trainer.models import (DEFAULT_HP, PARAM_LIMIT, ModelTooLargeError, build_airnet, build_model,
+                            build_resnet20, build_sepnet, check_param_limit, load_classifier)
 
 
 def test_defaults_build_a_valid_model_under_the_limit():
@@ -77,6 +80,19 @@ def test_airnet_rejects_mismatched_block_lists():
     with pytest.raises(ValueError, match="unknown block type"):
         build_airnet({"block_types": ["conv", "grouped", "separable"]})
 
+
+
+COMMITTED_CONFIGS = sorted(str(p) for p in (REPO_ROOT / "tuning").rglob("*.json")
+                           if '"arch"' in p.read_text())
+
+
+@pytest.mark.parametrize("config", COMMITTED_CONFIGS, ids=lambda c: Path(c).stem)
+def test_every_committed_config_builds_under_the_limit(config, tmp_path):
+    from trainer.train import resolve_config
+
+    assert len(COMMITTED_CONFIGS) >= 5  # sepnet_hybrid, airnet_sep and the airnet candidates
+    spec = resolve_config(config, tmp_path)
+    assert check_param_limit(build_model(spec["arch"], spec["hyperparameters"])) < PARAM_LIMIT
 
 def test_macs_of_a_known_layer_stack():
     import keras

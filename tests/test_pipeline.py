@@ -131,3 +131,30 @@ def test_throughput_measures_each_config(tmp_path):
     rows = json.loads(out.read_text())["results"]
     assert [r["name"] for r in rows] == ["sepnet_default", "resnet20", "airnet_sep"]
     assert all(r["images_per_second"] > 0 and r["params"] < 1_000_000 for r in rows)
+
+
+def _write_predictions(folder, probs, probs_flip, labels, params):
+    folder.mkdir()
+    np.savez(folder / "test_predictions.npz", probs=np.asarray(probs, np.float16),
+             probs_flip=np.asarray(probs_flip, np.float16), labels=np.asarray(labels))
+    (folder / "metrics.json").write_text(json.dumps({"params": params}))
+
+
+def test_ensemble_averages_saved_predictions(tmp_path):
+    # Three images of classes 0, 1, 2. Model a is right on images 0 and 2, model b on 0 and 1; only
+    # their average is right on all three. The flipped outputs then overturn image 2.
+    labels = [0, 1, 2]
+    a = [[.9, .1, 0, *[0] * 7], [.6, .4, 0, *[0] * 7], [0, .3, .7, *[0] * 7]]
+    b = [[.9, .1, 0, *[0] * 7], [0, .9, .1, *[0] * 7], [0, .6, .4, *[0] * 7]]
+    flipped = [[.9, .1, 0, *[0] * 7], [0, 1, 0, *[0] * 7], [0, 1, 0, *[0] * 7]]
+    _write_predictions(tmp_path / "a", a, flipped, labels, 100)
+    _write_predictions(tmp_path / "b", b, flipped, labels, 20)
+    out = tmp_path / "ensemble.json"
+    proc = run_module("trainer.ensemble", tmp_path / "a", tmp_path / "b", "--out", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert row == {"models": ["a", "b"], "params": 120, "accuracy": 1.0, "accuracy_flip_tta": 2 / 3}
+
+    _write_predictions(tmp_path / "c", a, a, [0, 1, 1], 5)  # scored on other labels: refused
+    proc = run_module("trainer.ensemble", tmp_path / "a", tmp_path / "c")
+    assert proc.returncode == 2 and "different test sets" in proc.stderr

@@ -10,6 +10,9 @@ DEVELOPERS.md: one cheap stem takes 32x32 to 16x16 so no layer runs at full reso
 three stages at 16/8/4. A block is ConvNeXt-like (Liu et al. 2022) with MobileNetV2's inverted
 bottleneck (Sandler et al. 2018): depthwise kxk -> BN -> 1x1 expand -> activation [-> SE] ->
 1x1 project -> BN, plus the identity. Two BN and one activation per block keep it fast.
+
+The airbench-style net ("airnet") is the committed best separable model: airbench94's plain
+conv -> pool -> BN -> GELU stack (Jordan 2024), no residuals, with its wide blocks separable.
 """
 
 from __future__ import annotations

@@ -1,0 +1,78 @@
+"""Test accuracy of an average of saved classifiers: how good a distillation teacher they would make.
+
+    python -m trainer.ensemble saved_models/airnet_sep saved_models/resnet20 saved_models/sepnet_hybrid
+
+Reads each model's test_predictions.npz (written by `python -m trainer.evaluate`), averages the
+softmax outputs, with and without each model's flipped-image outputs, and reports every subset of
+two or more models. Together the models break the 1M-parameter limit, so an ensemble is not a
+deliverable; it measures what a teacher built from them could pass on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from trainer import cli
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m trainer.ensemble", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="+", type=Path, help="evaluated model folders (at least two)")
+    p.add_argument("--out", type=Path, help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    if len(args.models) < 2:
+        p.error("an ensemble needs at least two models")
+    return args
+
+
+def load_predictions(model_dir: Path) -> dict[str, np.ndarray]:
+    path = model_dir / "test_predictions.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {model_dir} an evaluated classifier? "
+                                f"(python -m trainer.evaluate {model_dir} writes it)")
+    with np.load(path) as data:
+        missing = {"probs", "probs_flip", "labels"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path} lacks {', '.join(sorted(missing))}: re-run python -m trainer.evaluate")
+        return {k: data[k].astype(np.float64) if k != "labels" else data[k] for k in ("probs", "probs_flip", "labels")}
+
+
+def ensemble_accuracy(preds: list[dict[str, np.ndarray]]) -> dict:
+    labels = preds[0]["labels"]
+    if any(p["probs"].shape != preds[0]["probs"].shape or not np.array_equal(p["labels"], labels) for p in preds):
+        raise ValueError("the models were evaluated on different test sets; re-evaluate them on the same data")
+    plain = sum(p["probs"] for p in preds)
+    flip = plain + sum(p["probs_flip"] for p in preds)
+    return {"accuracy": float((plain.argmax(1) == labels).mean()),
+            "accuracy_flip_tta": float((flip.argmax(1) == labels).mean())}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from trainer.artifacts import read_json, write_json
+
+    preds = {d.name: load_predictions(d) for d in args.models}
+    params = {d.name: read_json(d / "metrics.json").get("params") for d in args.models}
+    rows = []
+    for size in range(2, len(preds) + 1):
+        for names in itertools.combinations(preds, size):
+            row = {"models": list(names), "params": sum(params[n] or 0 for n in names),
+                   **ensemble_accuracy([preds[n] for n in names])}
+            rows.append(row)
+            print(f"{' + '.join(names)}: {100 * row['accuracy']:.2f}% "
+                  f"(flip TTA {100 * row['accuracy_flip_tta']:.2f}%), {row['params']:,} params")
+    if args.out:
+        write_json(args.out, {"source": "test_predictions.npz of each model (python -m trainer.evaluate)",
+                              "results": rows})
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))
