@@ -28,7 +28,7 @@ DEFAULT_TUNING = REPO_ROOT / "tuning"
 # name -> (what changes, extra train flags, hyperparameter overrides)
 VARIANTS = {
     "base": ("the recipe as configured", [], {}),
-    "cutout8": ("cutout, 8x8 square (DeVries & Taylor 2017)", ["--cutout", "8"], {}),
+    "cutout8": ("cutout 8: a 9x9 black square (DeVries & Taylor 2017)", ["--cutout", "8"], {}),
     "ema": ("EMA of the weights (Keras optimizer use_ema, momentum 0.99)", ["--ema"], {}),
     "wd_searched": ("weight decay 1.08e-4 (the search's proxy value) instead of 5e-4", [],
                     {"weight_decay": 0.00010799903050891352}),

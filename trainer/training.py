@@ -21,7 +21,8 @@ def _augment(image, label, cutout: int):
     image = tf.pad(image, [[4, 4], [4, 4], [0, 0]], mode="REFLECT")
     image = tf.image.random_crop(image, (32, 32, 3))
     image = tf.image.random_flip_left_right(image)
-    if cutout > 0:  # DeVries & Taylor 2017: zero a random square (centre may fall near edges)
+    if cutout > 0:  # DeVries & Taylor 2017: black out a random square (centre may fall near edges).
+        # Pixels within cutout // 2 of the centre, so an even size gives a (size + 1)-pixel square.
         centre = tf.random.uniform([2], 0, 32, dtype=tf.int32)
         cy, cx = centre[0], centre[1]  # indexed, not unpacked: this runs as a graph in tf.data
         ys = tf.range(32)[:, None]
