@@ -81,7 +81,6 @@ def test_airnet_rejects_mismatched_block_lists():
         build_airnet({"block_types": ["conv", "grouped", "separable"]})
 
 
-
 COMMITTED_CONFIGS = sorted(str(p) for p in (REPO_ROOT / "tuning").rglob("*.json")
                            if '"arch"' in p.read_text())
 
@@ -93,6 +92,7 @@ def test_every_committed_config_builds_under_the_limit(config, tmp_path):
     assert len(COMMITTED_CONFIGS) >= 5  # sepnet_hybrid, airnet_sep and the airnet candidates
     spec = resolve_config(config, tmp_path)
     assert check_param_limit(build_model(spec["arch"], spec["hyperparameters"])) < PARAM_LIMIT
+
 
 def test_macs_of_a_known_layer_stack():
     import keras

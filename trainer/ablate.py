@@ -35,7 +35,8 @@ VARIANTS = {
     "no_label_smoothing": ("label smoothing 0 instead of 0.1", [], {"label_smoothing": 0.0}),
     "separable_stage1": ("16x16 stage as separable blocks instead of full 3x3 convs", [],
                          {"first_stage": "separable"}),
-    # airnet only: what the separable constraint costs inside the airbench layout, at equal speed.
+    # airnet only (variants_for refuses them elsewhere): airbench's frozen BN scale, and what the
+    # separable blocks cost against airbench's own full-conv blocks narrowed under 1M parameters.
     "learned_bn_scale": ("BatchNorm learns its scale (airbench freezes it at 1)", [], {"bn_scale": True}),
     "dense_blocks": ("all three blocks full 3x3 convs (airbench's own), widths 64/160/192, 2 convs each", [],
                      {"block_types": ["conv", "conv", "conv"], "widths": [64, 160, 192], "convs": [2, 2, 2]}),

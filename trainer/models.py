@@ -49,11 +49,11 @@ def normalization() -> layers.Layer:
         mean=list(TRAIN_MEAN), variance=[s * s for s in TRAIN_STD], name="normalize")
 
 
-def _bn(name: str, zero_init: bool = False) -> layers.Layer:
+def _bn(name: str, zero_init: bool = False, scale: bool = True) -> layers.Layer:
     # Zero-initialised last BN makes each residual block start as the identity: steadier
     # early training, which matters when the whole schedule is a few epochs.
-    return layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-5, gamma_initializer="zeros" if zero_init else "ones", name=name)
+    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, scale=scale,
+                                     gamma_initializer="zeros" if zero_init else "ones", name=name)
 
 
 def _squeeze_excite(x, channels: int, name: str):
@@ -196,15 +196,15 @@ def build_airnet(hp: dict | None = None, name: str = "airnet") -> keras.Model:
             x = _airnet_conv(x, int(width), kind, n)
             if c == 0:
                 x = layers.MaxPooling2D(2, name=f"{n}_pool")(x)
-            x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, scale=bool(hp["bn_scale"]),
-                                          name=f"{n}_bn")(x)
+            x = _bn(f"{n}_bn", scale=bool(hp["bn_scale"]))(x)
             x = layers.Activation("gelu", name=f"{n}_act")(x)
     x = layers.GlobalMaxPooling2D(name=FEATURES_LAYER)(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-ARCHITECTURES = {"sepnet": build_sepnet, "airnet": build_airnet, "resnet20": lambda hp=None, name="resnet20": build_resnet20(name)}
+ARCHITECTURES = {"sepnet": build_sepnet, "airnet": build_airnet,
+                 "resnet20": lambda hp=None, name="resnet20": build_resnet20(name)}
 
 
 def build_model(arch: str, hp: dict | None = None, name: str | None = None) -> keras.Model:

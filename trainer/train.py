@@ -43,7 +43,8 @@ def parse_args(argv=None):
     p.add_argument("--subset", type=int, help="train on a class-balanced subset of this many images")
     p.add_argument("--holdout", type=float, default=0.1,
                    help="fraction of the training split held out for validation (0 = train on all 50,000)")
-    p.add_argument("--cutout", type=int, default=0, help="cutout: black out pixels within N//2 of a random centre, an N+1 square for even N (0 = off)")
+    p.add_argument("--cutout", type=int, default=0,
+                   help="cutout: black out pixels within N//2 of a random centre, an N+1 square for even N (0 = off)")
     p.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="TF threads (0 = all cores)")
