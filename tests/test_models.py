@@ -74,6 +74,52 @@ def test_airnet_saves_and_loads_without_custom_objects(tmp_path):
     np.testing.assert_allclose(loaded(images), model(images), atol=1e-6)
 
 
+def _smooth_images(n=64, seed=0):
+    """Correlated neighbouring pixels and channels, like photographs, in the 0-255 range."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0, 1, (n, 33, 33, 1)).cumsum(axis=1).cumsum(axis=2)[:, 1:, 1:]
+    images = base + rng.normal(0, 10, (n, 32, 32, 3))
+    return 128 + 50 * (images - images.mean()) / images.std()
+
+
+def test_whitening_kernel_decorrelates_the_patches():
+    from trainer.data import TRAIN_MEAN, TRAIN_STD
+    from trainer.models import whitening_kernel
+
+    images = _smooth_images()
+    kernel = whitening_kernel(images)
+    assert kernel.shape == (2, 2, 3, 24)
+    x = (images - np.array(TRAIN_MEAN)) / np.array(TRAIN_STD)
+    patches = np.lib.stride_tricks.sliding_window_view(x, (2, 2), axis=(1, 2))
+    patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 12)
+    out = patches @ kernel.reshape(12, 24)  # what the stem computes before its activation
+    cov = out[:, :12].T @ out[:, :12] / len(out)
+    np.testing.assert_allclose(cov, np.eye(12), atol=0.02)  # whitened: unit variance, uncorrelated
+    np.testing.assert_allclose(out[:, 12:], -out[:, :12])  # the +/- pairs
+    with pytest.raises(ValueError, match="NHWC RGB"):
+        whitening_kernel(images[..., :2])
+
+
+def test_whitened_stem_is_set_once_and_never_trained(tmp_path):
+    import keras
+
+    from trainer.models import init_whitening_stem, whitening_kernel
+
+    hp = {"stem_width": 24, "widths": [8, 16, 16], "convs": [1, 1, 1], "whiten_stem": True}
+    model = build_airnet(hp)
+    images = _smooth_images(32).astype(np.float32)
+    init_whitening_stem(model, images)
+    stem = model.get_layer("stem_conv")
+    np.testing.assert_allclose(stem.kernel.numpy(), whitening_kernel(images), rtol=1e-6)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+    model.fit(images, np.arange(32) % 10, epochs=1, batch_size=16, verbose=0)
+    np.testing.assert_allclose(stem.kernel.numpy(), whitening_kernel(images), rtol=1e-6)
+    model.save(tmp_path / "model.keras")
+    assert not load_classifier(tmp_path).get_layer("stem_conv").trainable
+    with pytest.raises(ValueError, match="24 filters"):
+        init_whitening_stem(build_airnet({"stem_width": 16, "widths": [8, 8, 8], "convs": [1, 1, 1]}), images)
+
+
 def test_airnet_rejects_mismatched_block_lists():
     with pytest.raises(ValueError, match="one entry per block"):
         build_airnet({"widths": [64, 128], "convs": [2, 2, 2]})

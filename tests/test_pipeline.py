@@ -37,7 +37,7 @@ def test_evaluate_writes_every_metric(tiny_model_dir):
     assert cm.shape == (10, 10) and cm.sum() == 600
     assert abs(np.trace(cm) / 600 - m["accuracy"]) < 1e-4
     assert [c["class"] for c in m["per_class"]] == list(CLASS_NAMES)
-    for key in ("accuracy_flip_tta", "params", "macs", "throughput_img_s"):
+    for key in ("accuracy_flip_tta", "accuracy_multicrop_tta", "params", "macs", "throughput_img_s"):
         assert m[key] > 0, key
     for engine in ("keras", "tflite"):
         lat = m["latency_ms"][engine]
@@ -64,6 +64,10 @@ def test_evaluate_scores_and_times_the_int8_export(tiny_model_dir):
     lat = m["latency_ms"]["tflite_int8"]
     assert 0 < lat["median"] <= lat["p90"] and lat["runs"] == 5
     assert m["latency_ms"]["tflite_int8_flip_tta"]["runs"] == 5
+    assert 0 <= q["accuracy_multicrop_tta"] <= 1
+    # six forward passes cost more than two (medians over 5 runs of a tiny net: a wide margin)
+    assert m["latency_ms"]["tflite_int8_multicrop_tta"]["median"] > m["latency_ms"]["tflite_int8"]["median"]
+    assert "6-view TTA" in (d / "report.md").read_text()
     assert "int8 TFLite: top-1 accuracy" in (d / "report.md").read_text()
 
 

@@ -38,6 +38,7 @@ VARIANTS = {
     # airnet only (variants_for refuses them elsewhere): airbench's frozen BN scale, and what the
     # separable blocks cost against airbench's own full-conv blocks narrowed under 1M parameters.
     "learned_bn_scale": ("BatchNorm learns its scale (airbench freezes it at 1)", [], {"bn_scale": True}),
+    "whiten_stem": ("stem set by whitening the data's 2x2 patches, then frozen (airbench)", [], {"whiten_stem": True}),
     "dense_blocks": ("all three blocks full 3x3 convs (airbench's own), widths 64/160/192, 2 convs each", [],
                      {"block_types": ["conv", "conv", "conv"], "widths": [64, 160, 192], "convs": [2, 2, 2]}),
 }

@@ -2,8 +2,9 @@
 
     python -m trainer.evaluate saved_models/<name>
 
-On the CIFAR-10 test split: top-1 accuracy (plain and with flip test-time augmentation),
-per-class accuracy, precision/recall/F1, the confusion matrix (JSON and PNG); parameter count,
+On the CIFAR-10 test split: top-1 accuracy (plain, with flip test-time augmentation, and with
+airbench's 6-view flip-and-shift TTA), per-class accuracy, precision/recall/F1, the confusion
+matrix (JSON and PNG); parameter count,
 MACs, file sizes; CPU latency in ms per image on ONE thread (median and p90, Keras through a
 tf.function and TFLite) measured in a child process; throughput at batch 256 on all cores.
 When `python -m trainer.quantize` has written model_int8.tflite, its accuracy on the whole test
@@ -87,10 +88,25 @@ def _int8_rows(m: dict) -> list[str]:
         f"| int8 TFLite: top-1 accuracy (all {q['images']:,} images) | {q['accuracy'] * 100:.2f}% "
         f"({(q['accuracy'] - m['accuracy']) * 100:+.2f} points), agrees with Keras on {q['agreement_with_keras'] * 100:.1f}% |",
         f"| int8 TFLite: top-1 accuracy, flip TTA | {q['accuracy_flip_tta'] * 100:.2f}% |",
+        *_optional_row("int8 TFLite: top-1 accuracy, 6-view TTA", q.get("accuracy_multicrop_tta"), _pct),
         f"| int8 TFLite: file size | {m['file_size_bytes']['tflite_int8'] / 1e6:.2f} MB |",
         f"| latency int8 TFLite, 1 thread | median {lat['median']:.3f} ms, p90 {lat['p90']:.3f} ms |",
         f"| latency int8 TFLite + flip TTA, 1 thread | median {tta['median']:.3f} ms, p90 {tta['p90']:.3f} ms |",
+        *_optional_row("latency int8 TFLite + 6-view TTA, 1 thread", m["latency_ms"].get("tflite_int8_multicrop_tta"), _timing),
     ]
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.2f}%"
+
+
+def _timing(t: dict) -> str:
+    return f"median {t['median']:.3f} ms, p90 {t['p90']:.3f} ms"
+
+
+def _optional_row(label: str, value, fmt) -> list[str]:
+    """A table row for a figure that metrics.json files written before it was added lack."""
+    return [] if value is None else [f"| {label} | {fmt(value)} |"]
 
 
 def render_report(m: dict) -> str:
@@ -106,6 +122,7 @@ def render_report(m: dict) -> str:
         "|---|---|",
         f"| top-1 accuracy | {m['accuracy'] * 100:.2f}% |",
         f"| top-1 accuracy, flip TTA | {m['accuracy_flip_tta'] * 100:.2f}% |",
+        *_optional_row("top-1 accuracy, 6-view TTA (flip pair + 1-pixel shifts)", m.get("accuracy_multicrop_tta"), _pct),
         f"| macro precision / recall / F1 | {m['macro_avg']['precision']:.4f} / {m['macro_avg']['recall']:.4f} / {m['macro_avg']['f1']:.4f} |",
         f"| parameters (`count_params()`) | {m['params']:,} |",
         f"| MACs per image | {m['macs'] / 1e6:.2f} M |",
@@ -113,6 +130,7 @@ def render_report(m: dict) -> str:
         f"| latency Keras (tf.function), 1 thread | median {lat['keras']['median']:.3f} ms, p90 {lat['keras']['p90']:.3f} ms |",
         f"| latency TFLite, 1 thread | median {lat['tflite']['median']:.3f} ms, p90 {lat['tflite']['p90']:.3f} ms |",
         f"| latency TFLite + flip TTA, 1 thread | median {lat['tflite_flip_tta']['median']:.3f} ms, p90 {lat['tflite_flip_tta']['p90']:.3f} ms |",
+        *_optional_row("latency TFLite + 6-view TTA, 1 thread", lat.get("tflite_multicrop_tta"), _timing),
         f"| throughput, batch 256, all cores | {m['throughput_img_s']:.0f} img/s |",
         f"| TFLite agrees with Keras (top-1, first {m['tflite_check']['images']} images) | {m['tflite_check']['agreement'] * 100:.1f}% |",
         *_int8_rows(m),
@@ -145,6 +163,7 @@ def main(argv=None) -> int:
     from trainer.macs import count_macs
     from trainer.metrics import classification_report, most_confused_pairs
     from trainer.models import PARAM_LIMIT, load_classifier
+    from trainer.tta import MULTICROP_VIEWS, mirror, multicrop_probs
 
     model = load_classifier(model_dir)
     tflite_path = model_dir / FLOAT_FILENAME
@@ -162,11 +181,13 @@ def main(argv=None) -> int:
     print(f"evaluating {name} on {len(y):,} test images from {data.source}", flush=True)
 
     xf = x.astype(np.float32)
-    probs = model.predict(xf, batch_size=500, verbose=0)
-    probs_flip = model.predict(xf[:, :, ::-1], batch_size=500, verbose=0)
+    keras_predict = lambda images: model.predict(images, batch_size=500, verbose=0)  # noqa: E731
+    probs = keras_predict(xf)
+    probs_flip = keras_predict(mirror(xf))
     probs_tta = (probs + probs_flip) / 2
     report = classification_report(y, probs.argmax(1))
     tta_acc = float((probs_tta.argmax(1) == y).mean())
+    multicrop_acc = float((multicrop_probs(keras_predict, xf, flip=probs_tta).argmax(1) == y).mean())
 
     n_check = min(TFLITE_CHECK_IMAGES, len(y))
     tflite_top1 = tflite_predict(interpreter, xf[:n_check]).argmax(1)
@@ -174,10 +195,13 @@ def main(argv=None) -> int:
     int8 = None
     if int8_interpreter is not None:  # every test image: quantisation error shows in accuracy, not a sample
         print(f"scoring {INT8_FILENAME} on {len(y):,} images ...", flush=True)
-        int8_probs = tflite_predict(int8_interpreter, xf)
-        int8_tta = (int8_probs + tflite_predict(int8_interpreter, xf[:, :, ::-1])) / 2
+        int8_predict = lambda images: tflite_predict(int8_interpreter, images)  # noqa: E731
+        int8_probs = int8_predict(xf)
+        int8_tta = (int8_probs + int8_predict(mirror(xf))) / 2
+        int8_multicrop = multicrop_probs(int8_predict, xf, flip=int8_tta)
         int8 = {"accuracy": round(float((int8_probs.argmax(1) == y).mean()), 5),
                 "accuracy_flip_tta": round(float((int8_tta.argmax(1) == y).mean()), 5),
+                "accuracy_multicrop_tta": round(float((int8_multicrop.argmax(1) == y).mean()), 5),
                 "agreement_with_keras": round(float((int8_probs.argmax(1) == probs.argmax(1)).mean()), 4),
                 "images": len(y)}
 
@@ -193,6 +217,7 @@ def main(argv=None) -> int:
         "class_names": list(CLASS_NAMES),
         "accuracy": report["accuracy"],
         "accuracy_flip_tta": round(tta_acc, 5),
+        "accuracy_multicrop_tta": round(multicrop_acc, 5),
         "per_class": report["per_class"],
         "macro_avg": report["macro_avg"],
         "confusion_matrix": report["confusion_matrix"],
@@ -223,7 +248,8 @@ def main(argv=None) -> int:
     atomic_write_bytes(model_dir / "report.md", render_report(metrics).encode())
 
     lat = metrics["latency_ms"]
-    print(f"\n{name}: accuracy {metrics['accuracy'] * 100:.2f}% (flip TTA {tta_acc * 100:.2f}%), "
+    print(f"\n{name}: accuracy {metrics['accuracy'] * 100:.2f}% (flip TTA {tta_acc * 100:.2f}%, "
+          f"{MULTICROP_VIEWS}-view TTA {multicrop_acc * 100:.2f}%), "
           f"{params:,} params, {metrics['macs'] / 1e6:.1f}M MACs\n"
           f"latency, 1 thread: Keras {lat['keras']['median']:.2f} ms (p90 {lat['keras']['p90']:.2f}), "
           f"TFLite {lat['tflite']['median']:.2f} ms (p90 {lat['tflite']['p90']:.2f}); "

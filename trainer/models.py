@@ -18,6 +18,7 @@ conv -> pool -> BN -> GELU stack (Jordan 2024), no residuals, with its wide bloc
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from trainer.data import NUM_CLASSES, TRAIN_MEAN, TRAIN_STD
@@ -160,6 +161,7 @@ AIRNET_HP = {
     "convs": [2, 3, 3],          # convolutions per block; the first one is followed by the 2x2 max-pool
     "block_types": ["conv", "separable", "separable"],  # a full-conv first block, separable after
     "bn_scale": False,          # airbench: BN's scale frozen at 1, only its shift learned
+    "whiten_stem": False,       # airbench: stem set from the data's patch whitening, then frozen
     "learning_rate": 0.2,
     "weight_decay": 5e-4,
     "label_smoothing": 0.1,
@@ -188,7 +190,9 @@ def build_airnet(hp: dict | None = None, name: str = "airnet") -> keras.Model:
         raise ValueError("widths, convs and block_types must have one entry per block")
     inputs = keras.Input(INPUT_SHAPE, name="pixels")
     x = normalization()(inputs)
-    x = layers.Conv2D(int(hp["stem_width"]), 2, padding="valid", name="stem_conv")(x)
+    # A whitened stem is set by init_whitening_stem before training and never trained.
+    x = layers.Conv2D(int(hp["stem_width"]), 2, padding="valid", name="stem_conv",
+                      trainable=not hp["whiten_stem"])(x)
     x = layers.Activation("gelu", name="stem_act")(x)
     for b, (width, convs, kind) in enumerate(zip(hp["widths"], hp["convs"], hp["block_types"]), start=1):
         for c in range(int(convs)):
@@ -201,6 +205,35 @@ def build_airnet(hp: dict | None = None, name: str = "airnet") -> keras.Model:
     x = layers.GlobalMaxPooling2D(name=FEATURES_LAYER)(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def whitening_kernel(images, eps: float = 5e-4) -> np.ndarray:
+    """airbench's stem: a 2x2 conv whose 24 filters whiten the 12-dim 2x2x3 patches of the data.
+
+    The eigenvectors of the patch covariance, each scaled by 1/sqrt(eigenvalue + eps), in +/- pairs
+    (so GELU passes both signs). Patches are taken after the model's own normalisation.
+    Returns a Keras HWIO kernel of shape (2, 2, 3, 24).
+    """
+    x = np.asarray(images, np.float32)
+    if x.ndim != 4 or x.shape[-1] != 3 or min(x.shape[1:3]) < 2:
+        raise ValueError(f"whitening needs NHWC RGB images, got shape {x.shape}")
+    x = (x - np.asarray(TRAIN_MEAN, np.float32)) / np.asarray(TRAIN_STD, np.float32)
+    patches = np.lib.stride_tricks.sliding_window_view(x, (2, 2), axis=(1, 2))  # N, 31, 31, 3, 2, 2
+    patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 12)               # (dy, dx, c) order
+    eigenvalues, eigenvectors = np.linalg.eigh(patches.T @ patches / len(patches))
+    filters = eigenvectors.T / np.sqrt(eigenvalues + eps)[:, None]             # 12 x 12
+    filters = np.concatenate([filters, -filters])                               # 24 x 12
+    return filters.reshape(24, 2, 2, 3).transpose(1, 2, 3, 0).astype(np.float32)
+
+
+def init_whitening_stem(model: keras.Model, images) -> None:
+    """Sets an airnet's frozen stem from training images (airbench uses 5,000)."""
+    stem = model.get_layer("stem_conv")
+    kernel = whitening_kernel(images)
+    if tuple(stem.kernel.shape) != kernel.shape:
+        raise ValueError(f"a whitening stem needs a 2x2 conv with 24 filters, got {tuple(stem.kernel.shape)}")
+    stem.kernel.assign(kernel)
+    stem.bias.assign(keras.ops.zeros_like(stem.bias))
 
 
 ARCHITECTURES = {"sepnet": build_sepnet, "airnet": build_airnet,

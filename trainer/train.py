@@ -28,6 +28,7 @@ DEFAULT_TUNING = REPO_ROOT / "tuning"
 DEFAULT_OUT = REPO_ROOT / "saved_models"
 DEFAULT_CHECKPOINTS = REPO_ROOT / "checkpoints"
 # ResNet-20 trains with the same recipe as the searched nets, at its paper's peak LR.
+WHITENING_IMAGES = 5000  # airbench's sample for the stem's patch statistics
 RESNET20_HP = {"learning_rate": 0.2, "weight_decay": 5e-4, "label_smoothing": 0.1}
 
 
@@ -128,6 +129,10 @@ def main(argv=None) -> int:
 
     model = build_model(spec["arch"], hp, name=name)
     params = check_param_limit(model)
+    if hp.get("whiten_stem"):
+        from trainer.models import init_whitening_stem
+
+        init_whitening_stem(model, x[:WHITENING_IMAGES])
     macs = count_macs(model)
     total_steps = steps_per_epoch(len(y), args.batch_size) * args.epochs
     compile_classifier(model, hp, total_steps, ema=args.ema)
