@@ -65,7 +65,7 @@ def test_evaluate_scores_and_times_the_int8_export(tiny_model_dir):
     assert 0 < lat["median"] <= lat["p90"] and lat["runs"] == 5
     assert m["latency_ms"]["tflite_int8_flip_tta"]["runs"] == 5
     assert 0 <= q["accuracy_multicrop_tta"] <= 1
-    # six forward passes cost more than two (medians over 5 runs of a tiny net: a wide margin)
+    # six forward passes cost more than one (medians over 5 runs of a tiny net: a wide margin)
     assert m["latency_ms"]["tflite_int8_multicrop_tta"]["median"] > m["latency_ms"]["tflite_int8"]["median"]
     assert "6-view TTA" in (d / "report.md").read_text()
     assert "int8 TFLite: top-1 accuracy" in (d / "report.md").read_text()

@@ -4,9 +4,9 @@
 
 On the CIFAR-10 test split: top-1 accuracy (plain, with flip test-time augmentation, and with
 airbench's 6-view flip-and-shift TTA), per-class accuracy, precision/recall/F1, the confusion
-matrix (JSON and PNG); parameter count,
-MACs, file sizes; CPU latency in ms per image on ONE thread (median and p90, Keras through a
-tf.function and TFLite) measured in a child process; throughput at batch 256 on all cores.
+matrix (JSON and PNG); parameter count, MACs, file sizes; CPU latency in ms per image on ONE
+thread (median and p90, Keras through a tf.function and TFLite; flip TTA in both, 6-view TTA in
+TFLite) measured in a child process; throughput at batch 256 on all cores.
 When `python -m trainer.quantize` has written model_int8.tflite, its accuracy on the whole test
 split, its agreement with the Keras model, its size and its latency are reported too.
 Writes metrics.json, report.md, confusion_matrix.png and test_predictions.npz beside the model.

@@ -28,8 +28,8 @@ DEFAULT_TUNING = REPO_ROOT / "tuning"
 DEFAULT_OUT = REPO_ROOT / "saved_models"
 DEFAULT_CHECKPOINTS = REPO_ROOT / "checkpoints"
 # ResNet-20 trains with the same recipe as the searched nets, at its paper's peak LR.
-WHITENING_IMAGES = 5000  # airbench's sample for the stem's patch statistics
 RESNET20_HP = {"learning_rate": 0.2, "weight_decay": 5e-4, "label_smoothing": 0.1}
+WHITENING_IMAGES = 5000  # airbench's sample for the whitened stem's patch statistics
 
 
 def parse_args(argv=None):
