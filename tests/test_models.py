@@ -163,3 +163,30 @@ def test_load_classifier_errors(tmp_path):
     (tmp_path / "model.keras").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="cannot load"):
         load_classifier(tmp_path)
+
+
+def test_identity_init_makes_block_convolutions_pass_channels_through():
+    import keras
+
+    from trainer.models import build_airnet
+
+    hp = {"stem_width": 4, "widths": [8, 16], "convs": [2, 2], "block_types": ["conv", "separable"],
+          "identity_init": True}
+    model = build_airnet(hp)
+    conv = keras.ops.convert_to_numpy(model.get_layer("b1c2_conv").kernel)   # 8 -> 8: all identities
+    np.testing.assert_array_equal(conv[1, 1], np.eye(8))
+    assert not conv[0].any() and not conv[2].any()
+    widen = keras.ops.convert_to_numpy(model.get_layer("b1c1_conv").kernel)  # 4 -> 8: 4 identities
+    np.testing.assert_array_equal(widen[..., :4], np.pad(np.eye(4)[None, None], ((1, 1), (1, 1), (0, 0), (0, 0))))
+    assert widen[..., 4:].std() > 0  # the rest keep their random start
+    dw = keras.ops.convert_to_numpy(model.get_layer("b2c1_dw").kernel)
+    assert dw[1, 1].min() == 1.0 and dw.sum() == dw.shape[2]
+    pw = keras.ops.convert_to_numpy(model.get_layer("b2c1_pw").kernel)          # 8 -> 16
+    np.testing.assert_array_equal(pw[0, 0, :, :8], np.eye(8))
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    stem = keras.Model(model.input, model.get_layer("stem_act").output)
+    block = keras.Model(model.input, model.get_layer("b1c1_conv").output)
+    # the first block conv copies the stem's 4 channels into its first 4 outputs
+    np.testing.assert_allclose(block(x).numpy()[..., :4], stem(x).numpy(), atol=1e-5)
+    plain = keras.ops.convert_to_numpy(build_airnet({**hp, "identity_init": False}).get_layer("b1c2_conv").kernel)
+    assert not np.array_equal(plain[1, 1], np.eye(8))

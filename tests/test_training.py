@@ -35,3 +35,28 @@ def test_one_cycle_warms_up_peaks_and_anneals_to_zero():
     lr = [float(schedule(step)) for step in (0, 25, 100)]
     assert lr == pytest.approx([0.02, 0.2, 0.0], abs=1e-6)
     assert OneCycle.from_config(schedule.get_config()).total_steps == 100
+
+
+def test_lookahead_pulls_fast_weights_to_the_slow_average_every_k_steps():
+    import keras
+
+    from trainer.training import Lookahead
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.layers[0].kernel.assign([[0.0], [0.0]])
+    la = Lookahead(total_steps=10, every=5, peak=0.5)
+    la.set_model(model)
+    la.on_train_begin()
+    assert la.decay(0) == 0.0 and la.decay(10) == 0.5 and la.decay(5) == pytest.approx(0.5 / 8)
+    for step in range(1, 11):
+        model.layers[0].kernel.assign([[float(step)], [0.0]])  # stands in for an optimizer step
+        la.on_train_batch_end(step - 1)
+        if step == 4:  # between syncs the fast weights move freely
+            assert float(model.layers[0].kernel[0, 0]) == 4.0
+    # step 5: slow = (1/16) * 0 + (15/16) * 5; step 10: slow = 0.5 * slow + 0.5 * 10
+    expected = 0.5 * (15 / 16 * 5) + 0.5 * 10
+    assert float(model.layers[0].kernel[0, 0]) == pytest.approx(expected)
+    model.layers[0].kernel.assign([[100.0], [0.0]])
+    la.on_train_end()
+    assert float(model.layers[0].kernel[0, 0]) == pytest.approx(expected)  # ends on the slow weights

@@ -30,6 +30,8 @@ VARIANTS = {
     "base": ("the recipe as configured", [], {}),
     "cutout8": ("cutout 8: a 9x9 black square (DeVries & Taylor 2017)", ["--cutout", "8"], {}),
     "ema": ("EMA of the weights (Keras optimizer use_ema, momentum 0.99)", ["--ema"], {}),
+    "lookahead": ("Lookahead, airbench's form: every 5 steps pull to a slow average (decay up to 0.95^5)",
+                  ["--lookahead"], {}),
     "wd_searched": ("weight decay 1.08e-4 (the search's proxy value) instead of 5e-4", [],
                     {"weight_decay": 0.00010799903050891352}),
     "no_label_smoothing": ("label smoothing 0 instead of 0.1", [], {"label_smoothing": 0.0}),
@@ -39,6 +41,8 @@ VARIANTS = {
     # separable blocks cost against airbench's own full-conv blocks narrowed under 1M parameters.
     "learned_bn_scale": ("BatchNorm learns its scale (airbench freezes it at 1)", [], {"bn_scale": True}),
     "whiten_stem": ("stem set by whitening the data's 2x2 patches, then frozen (airbench)", [], {"whiten_stem": True}),
+    "identity_init": ("block convolutions initialised as identities where shapes allow (airbench's dirac)", [],
+                      {"identity_init": True}),
     "dense_blocks": ("all three blocks full 3x3 convs (airbench's own), widths 64/160/192, 2 convs each", [],
                      {"block_types": ["conv", "conv", "conv"], "widths": [64, 160, 192], "convs": [2, 2, 2]}),
 }

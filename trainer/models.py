@@ -17,6 +17,8 @@ conv -> pool -> BN -> GELU stack (Jordan 2024), no residuals, with its wide bloc
 
 from __future__ import annotations
 
+import re
+
 import keras
 import numpy as np
 from keras import layers
@@ -162,6 +164,7 @@ AIRNET_HP = {
     "block_types": ["conv", "separable", "separable"],  # a full-conv first block, separable after
     "bn_scale": False,          # airbench: BN's scale frozen at 1, only its shift learned
     "whiten_stem": False,       # airbench: stem set from the data's patch whitening, then frozen
+    "identity_init": False,     # airbench: block convolutions start as identities (dirac) where they can
     "learning_rate": 0.2,
     "weight_decay": 5e-4,
     "label_smoothing": 0.1,
@@ -204,7 +207,36 @@ def build_airnet(hp: dict | None = None, name: str = "airnet") -> keras.Model:
             x = layers.Activation("gelu", name=f"{n}_act")(x)
     x = layers.GlobalMaxPooling2D(name=FEATURES_LAYER)(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
-    return keras.Model(inputs, outputs, name=name)
+    model = keras.Model(inputs, outputs, name=name)
+    if hp["identity_init"]:
+        init_identity(model)
+    return model
+
+
+def dirac(kernel_shape, depthwise: bool = False) -> np.ndarray:
+    """A conv kernel (H, W, in, out) whose first min(in, out) filters pass their input channel through,
+    the rest zero; for a depthwise kernel (H, W, C, 1), every channel passes through. torch's dirac_."""
+    h, w, cin, cout = kernel_shape
+    kernel = np.zeros(kernel_shape, np.float32)
+    if depthwise:
+        kernel[h // 2, w // 2, :, :] = 1.0
+    else:
+        for i in range(min(cin, cout)):
+            kernel[h // 2, w // 2, i, i] = 1.0
+    return kernel
+
+
+def init_identity(model: keras.Model) -> None:
+    """airbench's identity initialisation of an airnet's block convolutions (not the stem or head):
+    the filters that can be identities become identities, the others keep their random start."""
+    for layer in model.layers:
+        if not re.fullmatch(r"b\d+c\d+_(conv|dw|pw)", layer.name):
+            continue
+        depthwise = isinstance(layer, layers.DepthwiseConv2D)
+        value = keras.ops.convert_to_numpy(layer.kernel.value).copy()  # depthwise: (H, W, C, 1)
+        identities = value.shape[3] if depthwise else min(value.shape[2:])
+        value[..., :identities] = dirac(value.shape, depthwise)[..., :identities]
+        layer.kernel.assign(value)
 
 
 def whitening_kernel(images, eps: float = 5e-4) -> np.ndarray:

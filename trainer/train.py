@@ -3,6 +3,8 @@
     python -m trainer.train                       # the best trial of tuning/summary.json
     python -m trainer.train --config resnet20     # the ResNet-20 peer
     python -m trainer.train --epochs 1 --subset 2000 --name smoke
+    python -m trainer.train --config tuning/airnet_sep.json --teacher tuning/distillation/teacher_probs.npz
+                                                  # distilled (trainer.distill writes the teacher)
 
 Interrupted runs resume from the last finished epoch when the same command runs again
 (keras.callbacks.BackupAndRestore under checkpoints/<name>/).
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from trainer import cli
 from trainer.artifacts import write_json
@@ -47,6 +50,14 @@ def parse_args(argv=None):
     p.add_argument("--cutout", type=int, default=0,
                    help="cutout: black out pixels within N//2 of a random centre, an N+1 square for even N (0 = off)")
     p.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
+    p.add_argument("--lookahead", action="store_true",
+                   help="Lookahead in airbench's form: pull the weights to a slow average every 5 steps")
+    p.add_argument("--teacher", type=Path,
+                   help="distil: a teacher file of `python -m trainer.distill` (soft labels for the training split)")
+    p.add_argument("--teacher-weight", type=float, default=0.9,
+                   help="share of the teacher in each image's target, the rest its one-hot label (default 0.9)")
+    p.add_argument("--teacher-temperature", type=float, default=1.0,
+                   help="Hinton's temperature on the teacher's probabilities (default 1: as stored)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="TF threads (0 = all cores)")
     p.add_argument("--data", help="path to cifar-10-python.tar.gz (else $CIFAR10_ARCHIVE, the shared copy, or download)")
@@ -62,6 +73,10 @@ def parse_args(argv=None):
         p.error("--subset must be at least 20 images")
     if not 0.0 <= args.holdout < 1.0:
         p.error("--holdout must be in [0, 1)")
+    if not 0.0 <= args.teacher_weight <= 1.0:
+        p.error("--teacher-weight must be in [0, 1]")
+    if args.teacher_temperature <= 0:
+        p.error("--teacher-temperature must be positive")
     return args
 
 
@@ -111,7 +126,7 @@ def main(argv=None) -> int:
     from trainer.export import FLOAT_FILENAME, to_tflite
     from trainer.macs import count_macs
     from trainer.models import build_model, check_param_limit
-    from trainer.training import compile_classifier, eval_dataset, steps_per_epoch, train_dataset
+    from trainer.training import Lookahead, compile_classifier, eval_dataset, steps_per_epoch, train_dataset
 
     spec = resolve_config(args.config, args.tuning_dir)
     name = args.name or spec["name"]
@@ -119,13 +134,22 @@ def main(argv=None) -> int:
     keras.utils.set_random_seed(args.seed)
 
     data = load_cifar10(args.data, splits=("train",))
-    x, y = data.x_train, data.y_train
-    x_val = y_val = None
+    # Split indices, not pixels, so per-image extras (the teacher's soft labels) follow each image.
+    fit, y = np.arange(len(data.y_train)), data.y_train
+    val = y_val = None
     if args.holdout > 0:
-        x, y, x_val, y_val = holdout_split(x, y, args.holdout, seed=args.seed)
-    x, y = balanced_subset(x, y, args.subset, seed=args.seed)
-    if x_val is not None and args.subset:  # keep validation proportionate on smoke runs
-        x_val, y_val = balanced_subset(x_val, y_val, max(args.subset // 5, 10), seed=args.seed)
+        fit, y, val, y_val = holdout_split(fit, y, args.holdout, seed=args.seed)
+    fit, y = balanced_subset(fit, y, args.subset, seed=args.seed)
+    if val is not None and args.subset:  # keep validation proportionate on smoke runs
+        val, y_val = balanced_subset(val, y_val, max(args.subset // 5, 10), seed=args.seed)
+    x = data.x_train[fit]
+    x_val = None if val is None else data.x_train[val]
+    targets = None
+    if args.teacher:
+        from trainer.distill import load_teacher, soft_labels
+
+        teacher = load_teacher(args.teacher, data.y_train)[fit]
+        targets = soft_labels(teacher, y, args.teacher_weight, args.teacher_temperature)
 
     model = build_model(spec["arch"], hp, name=name)
     params = check_param_limit(model)
@@ -142,11 +166,14 @@ def main(argv=None) -> int:
     ckpt_dir = args.checkpoints / name
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     log = EpochLog(ckpt_dir / "epochs.json")
+    callbacks = [keras.callbacks.BackupAndRestore(str(ckpt_dir / "backup")), log]
+    if args.lookahead:
+        callbacks.append(Lookahead(total_steps))
     model.fit(
-        train_dataset(x, y, args.batch_size, args.seed, args.cutout),
+        train_dataset(x, y, args.batch_size, args.seed, args.cutout, targets),
         validation_data=None if x_val is None else eval_dataset(x_val, y_val),
         epochs=args.epochs,
-        callbacks=[keras.callbacks.BackupAndRestore(str(ckpt_dir / "backup")), log],
+        callbacks=callbacks,
         verbose=args.verbose,
     )
 
@@ -160,7 +187,10 @@ def main(argv=None) -> int:
             "name": name, "arch": spec["arch"], "hyperparameters": hp,
             "trial_id": spec.get("trial_id"), "params": params, "macs": macs, "seed": args.seed,
             "epochs": args.epochs, "batch_size": args.batch_size, "subset": args.subset,
-            "holdout": args.holdout, "cutout": args.cutout, "ema": args.ema,
+            "holdout": args.holdout, "cutout": args.cutout, "ema": args.ema, "lookahead": args.lookahead,
+            "teacher": None if not args.teacher else {
+                "file": str(args.teacher), "weight": args.teacher_weight,
+                "temperature": args.teacher_temperature},
             "data_source": data.source, "train_images": len(y)})
         write_json(tmp / "training.json", {
             "training_time_s": round(log.total_seconds(), 1), "epochs_run": len(log.epochs),

@@ -32,12 +32,18 @@ def _augment(image, label, cutout: int):
     return image, label
 
 
-def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, cutout: int = 0) -> tf.data.Dataset:
-    """Shuffled, augmented, one-hot batches of float32 0-255 pixels (the model normalises)."""
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, cutout: int = 0,
+                  targets: np.ndarray | None = None) -> tf.data.Dataset:
+    """Shuffled, augmented batches of float32 0-255 pixels (the model normalises).
+
+    Labels are one-hot, or the rows of `targets` (N x 10 distributions, e.g. distillation's soft labels).
+    """
+    if targets is not None and targets.shape != (len(y), NUM_CLASSES):
+        raise ValueError(f"targets have shape {targets.shape}, expected ({len(y)}, {NUM_CLASSES})")
+    labels = tf.one_hot(y, NUM_CLASSES) if targets is None else targets.astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((x, labels))
     ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), tf.one_hot(b, NUM_CLASSES)),
-                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(lambda a, b: _augment(a, b, cutout), num_parallel_calls=tf.data.AUTOTUNE)
     # drop_remainder keeps every step's shape fixed: one traced graph, steady BN statistics.
     return ds.batch(batch_size, drop_remainder=len(y) >= batch_size).prefetch(tf.data.AUTOTUNE)
@@ -90,3 +96,43 @@ def compile_classifier(model: keras.Model, hp: dict, total_steps: int, ema: bool
 
 def steps_per_epoch(n_images: int, batch_size: int) -> int:
     return max(n_images // batch_size, 1)
+
+
+class Lookahead(keras.callbacks.Callback):
+    """Lookahead (Zhang et al. 2019) in airbench's form: every `every` steps the trained ("fast")
+    weights are pulled to a moving "slow" copy and the fast ones restart from it.
+
+    slow <- decay * slow + (1 - decay) * fast, then fast <- slow, with decay = peak * (step / total)^3:
+    no averaging early, when the weights must move, and up to `peak` (airbench: 0.95^5) at the end.
+    The run ends on the slow weights. Trainable weights only: BN statistics keep following the data.
+    """
+
+    def __init__(self, total_steps: int, every: int = 5, peak: float = 0.95 ** 5):
+        super().__init__()
+        self.total_steps = max(int(total_steps), 1)
+        self.every = int(every)
+        self.peak = float(peak)
+        self.slow = None
+        self.step = 0
+
+    def decay(self, step: int) -> float:
+        return self.peak * min(step / self.total_steps, 1.0) ** 3
+
+    def _pull(self, decay: float) -> None:
+        for slow, var in zip(self.slow, self.model.trainable_weights):
+            slow *= decay
+            slow += (1.0 - decay) * keras.ops.convert_to_numpy(var.value)
+            var.assign(slow)
+
+    def on_train_begin(self, logs=None):
+        # A resumed run starts from its restored weights and the step count Keras restored.
+        self.step = int(self.model.optimizer.iterations.numpy())
+        self.slow = [keras.ops.convert_to_numpy(w.value).copy() for w in self.model.trainable_weights]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step % self.every == 0:
+            self._pull(self.decay(self.step))
+
+    def on_train_end(self, logs=None):
+        self._pull(1.0)  # keep the slow weights
