@@ -15,6 +15,7 @@ Only the training split is read: the teacher's members were trained on it and no
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -110,8 +111,6 @@ def main(argv=None) -> int:
     probs = teacher_probs([batched_predict(m) for m in models], data.x_train)
     accuracy = float((probs.argmax(1) == data.y_train).mean())
     confidence = float(probs[np.arange(len(probs)), data.y_train].mean())
-    import io
-
     buf = io.BytesIO()
     np.savez_compressed(buf, probs=probs.astype(np.float16), labels=data.y_train,
                         models=np.array([d.name for d in args.models]), source=np.array(data.source))
