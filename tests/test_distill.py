@@ -104,7 +104,7 @@ def test_train_dataset_carries_soft_targets_through_augmentation():
 
 
 def test_train_with_a_teacher_records_it_and_rejects_a_mismatched_one(cifar, tmp_path):
-    # Lookahead rides along: the same short run exercises its callback inside a real fit.
+    # Lookahead and alternating flips ride along: the same short run exercises their callbacks in a real fit.
     rng = np.random.default_rng(0)
     teacher = tmp_path / "teacher.npz"
     np.savez(teacher, probs=rng.dirichlet(np.ones(10), size=len(cifar.y_train)).astype(np.float16),
@@ -112,11 +112,11 @@ def test_train_with_a_teacher_records_it_and_rejects_a_mismatched_one(cifar, tmp
     common = ["--epochs", 1, "--subset", 200, "--batch-size", 64, "--out", tmp_path / "out",
               "--checkpoints", tmp_path / "ckpt", "--config", "resnet20", "--verbose", 0]
     ok = run_module("trainer.train", *common, "--name", "kd", "--teacher", teacher,
-                    "--teacher-weight", 0.7, "--teacher-temperature", 2, "--lookahead")
+                    "--teacher-weight", 0.7, "--teacher-temperature", 2, "--lookahead", "--alternating-flip")
     assert ok.returncode == 0, ok.stderr[-3000:]
     config = json.loads((tmp_path / "out" / "kd" / "config.json").read_text())
     assert config["teacher"] == {"file": str(teacher), "weight": 0.7, "temperature": 2.0}
-    assert config["lookahead"] is True
+    assert config["lookahead"] is True and config["alternating_flip"] is True
 
     np.savez(tmp_path / "short.npz", probs=np.zeros((10, 10)), labels=np.zeros(10, np.int64))
     bad = run_module("trainer.train", *common, "--name", "kd_bad", "--teacher", tmp_path / "short.npz")

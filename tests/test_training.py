@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from trainer.training import OneCycle, train_dataset
+from trainer.training import FlipEpoch, OneCycle, train_dataset
 
 
 def _first_batch(cutout: int):
@@ -28,6 +28,31 @@ def test_cutout_zeroes_one_square_per_image(side):
     # A square of side 2*half+1 centred anywhere in the image, clipped at the borders.
     assert np.all(zeroed >= (half + 1) ** 2) and np.all(zeroed <= (2 * half + 1) ** 2)
     assert np.all((images == 0).all(axis=-1) | (images == 200).all(axis=-1))  # all channels together
+
+
+def _flipped_by_image(ds, n: int) -> np.ndarray:
+    # Image i is i on its left half and 255 on its right: the value identifies it through any
+    # shuffle, and a crop of at most 4 pixels keeps column 0 left-half unless the image is mirrored.
+    flipped = np.zeros(n, bool)
+    for images, _ in ds:
+        images = images.numpy()[..., 0]
+        ids = images.min(axis=(1, 2)).astype(int)
+        flipped[ids] = images[:, :, 0].mean(axis=1) > images[:, :, -1].mean(axis=1)
+    return flipped
+
+
+def test_alternating_flip_mirrors_each_image_on_every_other_epoch():
+    n = 64
+    x = np.full((n, 32, 32, 3), 255, np.uint8)
+    x[:, :, :16] = np.arange(n, dtype=np.uint8)[:, None, None, None]
+    flip = FlipEpoch()
+    ds = train_dataset(x, np.arange(n) % 10, batch_size=16, seed=0, flip_epoch=flip.epoch)
+    by_epoch = []
+    for epoch in range(3):
+        flip.on_epoch_begin(epoch)
+        by_epoch.append(_flipped_by_image(ds, n))
+    assert 0 < by_epoch[0].sum() < n  # the first epoch's flips are coin tosses
+    assert np.array_equal(by_epoch[1], ~by_epoch[0]) and np.array_equal(by_epoch[2], by_epoch[0])
 
 
 def test_one_cycle_warms_up_peaks_and_anneals_to_zero():

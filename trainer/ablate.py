@@ -29,6 +29,8 @@ DEFAULT_TUNING = REPO_ROOT / "tuning"
 VARIANTS = {
     "base": ("the recipe as configured", [], {}),
     "cutout8": ("cutout 8: a 9x9 black square (DeVries & Taylor 2017)", ["--cutout", "8"], {}),
+    "alternating_flip": ("flips alternate per image across epochs instead of a coin toss each epoch (airbench)",
+                         ["--alternating-flip"], {}),
     "ema": ("EMA of the weights (Keras optimizer use_ema, momentum 0.99)", ["--ema"], {}),
     "lookahead": ("Lookahead, airbench's form: every 5 steps pull to a slow average (decay up to 0.95^5)",
                   ["--lookahead"], {}),

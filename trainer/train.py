@@ -49,6 +49,8 @@ def parse_args(argv=None):
                    help="fraction of the training split held out for validation (0 = train on all 50,000)")
     p.add_argument("--cutout", type=int, default=0,
                    help="cutout: black out pixels within N//2 of a random centre, an N+1 square for even N (0 = off)")
+    p.add_argument("--alternating-flip", action="store_true",
+                   help="flip each image on alternate epochs (airbench) instead of a coin toss per epoch")
     p.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
     p.add_argument("--lookahead", action="store_true",
                    help="Lookahead in airbench's form: pull the weights to a slow average every 5 steps")
@@ -126,7 +128,8 @@ def main(argv=None) -> int:
     from trainer.export import FLOAT_FILENAME, to_tflite
     from trainer.macs import count_macs
     from trainer.models import build_model, check_param_limit
-    from trainer.training import Lookahead, compile_classifier, eval_dataset, steps_per_epoch, train_dataset
+    from trainer.training import (FlipEpoch, Lookahead, compile_classifier, eval_dataset, steps_per_epoch,
+                                  train_dataset)
 
     spec = resolve_config(args.config, args.tuning_dir)
     name = args.name or spec["name"]
@@ -169,8 +172,12 @@ def main(argv=None) -> int:
     callbacks = [keras.callbacks.BackupAndRestore(str(ckpt_dir / "backup")), log]
     if args.lookahead:
         callbacks.append(Lookahead(total_steps))
+    flip_epoch = None
+    if args.alternating_flip:
+        callbacks.append(FlipEpoch())
+        flip_epoch = callbacks[-1].epoch
     model.fit(
-        train_dataset(x, y, args.batch_size, args.seed, args.cutout, targets),
+        train_dataset(x, y, args.batch_size, args.seed, args.cutout, targets, flip_epoch),
         validation_data=None if x_val is None else eval_dataset(x_val, y_val),
         epochs=args.epochs,
         callbacks=callbacks,
@@ -187,7 +194,8 @@ def main(argv=None) -> int:
             "name": name, "arch": spec["arch"], "hyperparameters": hp,
             "trial_id": spec.get("trial_id"), "params": params, "macs": macs, "seed": args.seed,
             "epochs": args.epochs, "batch_size": args.batch_size, "subset": args.subset,
-            "holdout": args.holdout, "cutout": args.cutout, "ema": args.ema, "lookahead": args.lookahead,
+            "holdout": args.holdout, "cutout": args.cutout,
+            "alternating_flip": args.alternating_flip, "ema": args.ema, "lookahead": args.lookahead,
             "teacher": None if not args.teacher else {
                 "file": str(args.teacher), "weight": args.teacher_weight,
                 "temperature": args.teacher_temperature},

@@ -16,11 +16,12 @@ def configure_threads(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def _augment(image, label, cutout: int):
+def _augment(image, label, cutout: int, flip=None):
     # Reflect-pad 4 then random 32x32 crop, and horizontal flip: the standard CIFAR recipe.
+    # `flip` (a bool) replaces the coin toss when the flips alternate (see train_dataset).
     image = tf.pad(image, [[4, 4], [4, 4], [0, 0]], mode="REFLECT")
     image = tf.image.random_crop(image, (32, 32, 3))
-    image = tf.image.random_flip_left_right(image)
+    image = tf.image.random_flip_left_right(image) if flip is None else tf.where(flip, image[:, ::-1], image)
     if cutout > 0:  # DeVries & Taylor 2017: black out a random square (centre may fall near edges).
         # Pixels within cutout // 2 of the centre, so an even size gives a (size + 1)-pixel square.
         centre = tf.random.uniform([2], 0, 32, dtype=tf.int32)
@@ -32,19 +33,41 @@ def _augment(image, label, cutout: int):
     return image, label
 
 
+class FlipEpoch(keras.callbacks.Callback):
+    """Tells an alternating-flip pipeline which epoch it feeds (Keras makes each epoch's
+    iterator after on_epoch_begin, so the map functions read the new value; resumed runs too)."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+
+
 def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, cutout: int = 0,
-                  targets: np.ndarray | None = None) -> tf.data.Dataset:
+                  targets: np.ndarray | None = None, flip_epoch: tf.Variable | None = None) -> tf.data.Dataset:
     """Shuffled, augmented batches of float32 0-255 pixels (the model normalises).
 
     Labels are one-hot, or the rows of `targets` (N x 10 distributions, e.g. distillation's soft labels).
+    With `flip_epoch` (FlipEpoch's variable) flips alternate, as airbench's do (Jordan 2024): each
+    image's first flip is a fixed coin toss and later epochs switch it, so any two consecutive epochs
+    show both mirror images, where independent coin tosses repeat one view half the time.
     """
     if targets is not None and targets.shape != (len(y), NUM_CLASSES):
         raise ValueError(f"targets have shape {targets.shape}, expected ({len(y)}, {NUM_CLASSES})")
     labels = tf.one_hot(y, NUM_CLASSES) if targets is None else targets.astype(np.float32)
-    ds = tf.data.Dataset.from_tensor_slices((x, labels))
-    ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda a, b: _augment(a, b, cutout), num_parallel_calls=tf.data.AUTOTUNE)
+    if flip_epoch is None:  # unchanged graph, so the saved models' random draws stay reproducible
+        ds = tf.data.Dataset.from_tensor_slices((x, labels))
+        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda a, b: _augment(a, b, cutout), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        coins = np.random.default_rng(seed).integers(0, 2, len(y))
+        ds = tf.data.Dataset.from_tensor_slices((x, labels, coins))
+        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda a, b, c: _augment(tf.cast(a, tf.float32), b, cutout, flip=(c + flip_epoch) % 2 == 1),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     # drop_remainder keeps every step's shape fixed: one traced graph, steady BN statistics.
     return ds.batch(batch_size, drop_remainder=len(y) >= batch_size).prefetch(tf.data.AUTOTUNE)
 
