@@ -57,15 +57,14 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, cuto
     if targets is not None and targets.shape != (len(y), NUM_CLASSES):
         raise ValueError(f"targets have shape {targets.shape}, expected ({len(y)}, {NUM_CLASSES})")
     labels = tf.one_hot(y, NUM_CLASSES) if targets is None else targets.astype(np.float32)
-    if flip_epoch is None:  # unchanged graph, so the saved models' random draws stay reproducible
-        ds = tf.data.Dataset.from_tensor_slices((x, labels))
-        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.map(lambda a, b: _augment(a, b, cutout), num_parallel_calls=tf.data.AUTOTUNE)
+    # Alternating flips carry each image's first coin toss beside it through the shuffle.
+    columns = (x, labels) if flip_epoch is None else (x, labels, np.random.default_rng(seed).integers(0, 2, len(y)))
+    ds = tf.data.Dataset.from_tensor_slices(columns).shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    # The seed fixes the shuffle order only: parallel map workers draw crops, flips and cutouts in
+    # varying order, so the augmentation differs from run to run.
+    if flip_epoch is None:
+        ds = ds.map(lambda a, b: _augment(tf.cast(a, tf.float32), b, cutout), num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        coins = np.random.default_rng(seed).integers(0, 2, len(y))
-        ds = tf.data.Dataset.from_tensor_slices((x, labels, coins))
-        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
         ds = ds.map(lambda a, b, c: _augment(tf.cast(a, tf.float32), b, cutout, flip=(c + flip_epoch) % 2 == 1),
                     num_parallel_calls=tf.data.AUTOTUNE)
     # drop_remainder keeps every step's shape fixed: one traced graph, steady BN statistics.
