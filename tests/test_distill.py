@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import run_module
 from trainer.distill import load_teacher, soft_labels, teacher_probs
-from trainer.training import train_dataset
+from trainer.training import VIEW_FIELDS, apply_view, draw_views, train_dataset
 
 
 def _teacher(n=6, seed=0):
@@ -37,6 +37,13 @@ def test_temperature_spreads_the_teachers_mass_without_reordering_it():
     np.testing.assert_array_equal(warm.argsort(axis=1), probs.argsort(axis=1))
 
 
+def test_soft_labels_give_each_view_its_own_target():
+    probs, labels = _teacher(n=12)
+    per_view = probs.reshape(6, 2, 10)
+    mixed = soft_labels(per_view, labels[:6], 0.5)
+    np.testing.assert_allclose(mixed, 0.5 * per_view + 0.5 * np.eye(10)[labels[:6]][:, None], atol=1e-5)
+
+
 @pytest.mark.parametrize("kwargs", [{"weight": 1.5}, {"weight": -0.1}, {"weight": 0.5, "temperature": 0.0}])
 def test_soft_labels_reject_bad_settings(kwargs):
     probs, labels = _teacher()
@@ -58,7 +65,9 @@ def test_load_teacher_checks_file_and_labels(tmp_path):
     with pytest.raises(ValueError, match="not a teacher file"):
         load_teacher(tmp_path / "corrupt.npz", labels)
     np.savez(tmp_path / "t.npz", probs=probs, labels=labels)
-    np.testing.assert_allclose(load_teacher(tmp_path / "t.npz", labels), probs)
+    teacher = load_teacher(tmp_path / "t.npz", labels)
+    np.testing.assert_allclose(teacher.probs, probs)
+    assert teacher.views is None
     with pytest.raises(ValueError, match="other training labels"):
         load_teacher(tmp_path / "t.npz", (labels + 1) % 10)
 
@@ -115,7 +124,7 @@ def test_train_with_a_teacher_records_it_and_rejects_a_mismatched_one(cifar, tmp
                     "--teacher-weight", 0.7, "--teacher-temperature", 2, "--lookahead", "--alternating-flip")
     assert ok.returncode == 0, ok.stderr[-3000:]
     config = json.loads((tmp_path / "out" / "kd" / "config.json").read_text())
-    assert config["teacher"] == {"file": str(teacher), "weight": 0.7, "temperature": 2.0}
+    assert config["teacher"] == {"file": str(teacher), "weight": 0.7, "temperature": 2.0, "views": 0}
     assert config["lookahead"] is True and config["alternating_flip"] is True
 
     np.savez(tmp_path / "short.npz", probs=np.zeros((10, 10)), labels=np.zeros(10, np.int64))
@@ -137,11 +146,98 @@ def test_distill_cli_writes_a_teacher_file_that_train_accepts(cifar, tmp_path):
     out = tmp_path / "teacher.npz"
     done = run_module("trainer.distill", tmp_path / "a", tmp_path / "b", "--out", out)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "teacher of 2 models on 50,000 training images" in done.stdout
-    probs = load_teacher(out, cifar.y_train)
+    assert "teacher of 2 models on the whole of 50,000 training images" in done.stdout
+    probs = load_teacher(out, cifar.y_train).probs
     assert probs.shape == (50_000, 10)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-2)  # stored as float16
 
     missing = run_module("trainer.distill", tmp_path / "a", tmp_path / "nowhere", "--out", tmp_path / "x.npz")
     assert missing.returncode == 2 and "not a saved classifier" in missing.stderr
     assert not (tmp_path / "x.npz").exists()
+
+
+def _write_view_teacher(path, labels, views, cutout, seed=0):
+    probs = np.random.default_rng(seed).dirichlet(np.ones(10), size=views.shape[:2])
+    np.savez(path, probs=probs.astype(np.float16), labels=labels, views=views, cutout=np.array(cutout))
+    return probs
+
+
+def test_load_teacher_rejects_views_that_do_not_fit_the_probabilities(tmp_path):
+    labels = np.arange(6) % 10
+    views = draw_views(12, np.random.default_rng(0)).reshape(6, 2, VIEW_FIELDS)
+    _write_view_teacher(tmp_path / "ok.npz", labels, views, cutout=8)
+    teacher = load_teacher(tmp_path / "ok.npz", labels)
+    assert teacher.probs.shape == (6, 2, 10) and teacher.cutout == 8
+    np.testing.assert_array_equal(teacher.views, views)
+    np.savez(tmp_path / "bad.npz", probs=np.load(tmp_path / "ok.npz")["probs"], labels=labels,
+             views=views[:, :1], cutout=np.array(8))
+    with pytest.raises(ValueError, match="do not fit"):
+        load_teacher(tmp_path / "bad.npz", labels)
+
+
+def test_apply_view_crops_mirrors_and_cuts_out_as_told():
+    image = np.random.default_rng(0).integers(1, 255, (32, 32, 3)).astype(np.float32)
+    def view(dy, dx, flip=0, cy=0, cx=0, cutout=0):
+        return apply_view(image, np.array([dy, dx, flip, cy, cx], np.uint8), cutout).numpy()
+
+    np.testing.assert_array_equal(view(4, 4), image)  # the centred crop of the padded image is the image
+    np.testing.assert_array_equal(view(4, 4, flip=1), image[:, ::-1])
+    np.testing.assert_array_equal(view(8, 0)[:28, 4:], image[4:, :28])  # shifted by (4, -4)
+    np.testing.assert_array_equal(view(0, 4)[0], image[4])  # reflect padding: row -4 mirrors row 4
+    cut = view(4, 4, cy=10, cx=0, cutout=8)
+    assert np.all(cut[6:15, :5] == 0) and (cut == 0).all(-1).sum() == 9 * 5  # a 9x9 square clipped at the edge
+    np.testing.assert_array_equal(cut[15:], image[15:])
+    views = draw_views(1000, np.random.default_rng(0))
+    assert views.shape == (1000, VIEW_FIELDS) and views.dtype == np.uint8
+    assert views[:, :2].max() == 8 and views[:, 2].max() == 1 and views[:, 3:].max() == 31 and views.min() == 0
+
+
+def test_train_dataset_replays_stored_views_with_their_own_targets():
+    n, k = 16, 3
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
+    views = draw_views(n * k, rng).reshape(n, k, VIEW_FIELDS)
+    targets = np.zeros((n, k, 10), np.float32)  # not distributions: columns 0 and 1 name the image and view
+    targets[..., 0] = np.arange(n)[:, None]
+    targets[..., 1] = np.arange(k)
+    ds = train_dataset(x, np.arange(n) % 10, n, seed=0, cutout=8, targets=targets, views=views)
+    seen = set()
+    for images, labels in list(ds) + list(ds) + list(ds):
+        for image, (i, v) in zip(images.numpy(), labels.numpy()[:, :2].astype(int)):
+            np.testing.assert_array_equal(image, apply_view(x[i].astype(np.float32), views[i, v], 8).numpy())
+            seen.add(v)
+    assert seen == set(range(k))  # views are picked at random, not always the first
+    with pytest.raises(ValueError, match="targets"):
+        train_dataset(x, np.arange(n) % 10, n, seed=0, targets=targets[:, 0], views=views)
+
+
+def test_distill_views_cli_and_training_on_its_views(cifar, tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    member = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255),
+                               keras.layers.Conv2D(10, 3), keras.layers.GlobalAveragePooling2D(),
+                               keras.layers.Softmax()])
+    (tmp_path / "m").mkdir()
+    member.save(tmp_path / "m" / "model.keras")
+    out = tmp_path / "views.npz"
+    done = run_module("trainer.distill", tmp_path / "m", "--views", 2, "--cutout", 8, "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 views (cutout 8) of each of 50,000 training images" in done.stdout
+    teacher = load_teacher(out, cifar.y_train)
+    assert teacher.probs.shape == (50_000, 2, 10) and teacher.cutout == 8
+    # The stored target of a view is the member's output on exactly that view.
+    for i, v in ((0, 0), (123, 1)):
+        image = apply_view(cifar.x_train[i].astype(np.float32), teacher.views[i, v], 8).numpy()
+        np.testing.assert_allclose(teacher.probs[i, v], member(image[None]).numpy()[0], atol=2e-3)
+
+    common = ["--epochs", 1, "--subset", 200, "--batch-size", 64, "--out", tmp_path / "out",
+              "--checkpoints", tmp_path / "ckpt", "--config", "resnet20", "--verbose", 0, "--teacher", out]
+    ok = run_module("trainer.train", *common, "--cutout", 8, "--name", "kd_views")
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert json.loads((tmp_path / "out" / "kd_views" / "config.json").read_text())["teacher"]["views"] == 2
+    wrong = run_module("trainer.train", *common, "--cutout", 4, "--name", "kd_wrong")
+    assert wrong.returncode == 2 and "--cutout 8" in wrong.stderr
+    assert not (tmp_path / "out" / "kd_wrong").exists()
+    no_cutout = run_module("trainer.distill", tmp_path / "m", "--cutout", 8, "--out", tmp_path / "x.npz")
+    assert no_cutout.returncode == 2 and "--cutout needs --views" in no_cutout.stderr

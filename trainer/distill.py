@@ -4,11 +4,21 @@
         --out tuning/distillation/teacher_probs.npz
     python -m trainer.train --config tuning/airnet_sep.json --teacher tuning/distillation/teacher_probs.npz
 
-Hinton et al. 2015, offline: the teacher's probabilities are computed once, on the un-augmented
-training images and their mirror images (flip TTA), and stored; training then mixes them into
-each image's label (`soft_labels`). Offline because running five teachers inside every training
-step would cost more CPU than the student itself; the student still sees crops, flips and cutout
-of the image, so its target is the teacher's view of the whole image, not of that crop.
+    python -m trainer.distill MODELS ... --views 8 --cutout 8 --out tuning/distillation/teacher_views.npz
+    python -m trainer.train ... --cutout 8 --teacher tuning/distillation/teacher_views.npz
+
+Hinton et al. 2015, offline: the teacher's probabilities are computed once and stored; training then
+mixes them into each image's label (`soft_labels`). Offline because running the teachers inside every
+training step would cost more CPU than the student itself.
+
+Two kinds of teacher file:
+- whole image (default): the teacher sees each un-augmented training image and its mirror (flip TTA),
+  while the student trains on crops, flips and cutout of it, so its target cannot say what a given
+  crop or cutout hides.
+- views (--views K): K random augmented views per image are drawn here (crop, flip, cutout centre;
+  `trainer.training.draw_views`), the teacher sees exactly each view, and training replays the stored
+  views with their own targets: Beyer et al. 2022's "consistent" teaching, with a pool of K views per
+  image instead of a fresh one every step.
 Only the training split is read: the teacher's members were trained on it and nothing else.
 """
 
@@ -18,6 +28,7 @@ import argparse
 import io
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,8 +43,18 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", type=Path, help="saved classifier folders whose average is the teacher")
     p.add_argument("--out", type=Path, required=True, help="the .npz file to write")
+    p.add_argument("--views", type=int, default=0,
+                   help="store K random augmented views per image, each with its own target (default 0: whole image)")
+    p.add_argument("--cutout", type=int, default=0,
+                   help="with --views: the cutout size the student will train with (its --cutout)")
+    p.add_argument("--seed", type=int, default=0, help="with --views: seeds the views' random draws")
     p.add_argument("--data", help="path to cifar-10-python.tar.gz (else $CIFAR10_ARCHIVE, the shared copy, or download)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.views < 0 or args.cutout < 0:
+        p.error("--views and --cutout must be >= 0")
+    if args.cutout and not args.views:
+        p.error("--cutout needs --views: the whole-image teacher sees no cutout")
+    return args
 
 
 def teacher_probs(predictors, x: np.ndarray) -> np.ndarray:
@@ -47,6 +68,27 @@ def teacher_probs(predictors, x: np.ndarray) -> np.ndarray:
     for predict in predictors:
         total += flip_probs(predict, x)
     return (total / len(predictors)).astype(np.float32)
+
+
+def render_views(x: np.ndarray, views: np.ndarray, cutout: int) -> np.ndarray:
+    """Each image under its view (n x VIEW_FIELDS), through the training pipeline's own `apply_view`."""
+    import tensorflow as tf
+
+    from trainer.training import apply_view
+
+    ds = tf.data.Dataset.from_tensor_slices((x, views)).map(
+        lambda image, view: apply_view(image, view, cutout), num_parallel_calls=tf.data.AUTOTUNE)
+    return np.concatenate([batch.numpy() for batch in ds.batch(PREDICT_BATCH)])
+
+
+def view_teacher_probs(predictors, x: np.ndarray, views: np.ndarray, cutout: int, log=print) -> np.ndarray:
+    """The members' average softmax output on each stored view: n x K x 10 for views of n x K x VIEW_FIELDS."""
+    probs = np.zeros(views.shape[:2] + (NUM_CLASSES,), np.float32)
+    for k in range(views.shape[1]):
+        images = render_views(x, views[:, k], cutout)
+        probs[:, k] = np.mean([predict(images) for predict in predictors], axis=0)
+        log(f"view {k + 1}/{views.shape[1]} done")
+    return probs
 
 
 def batched_predict(model):
@@ -63,38 +105,57 @@ def batched_predict(model):
 
 
 def soft_labels(teacher: np.ndarray, labels: np.ndarray, weight: float, temperature: float = 1.0) -> np.ndarray:
-    """weight * teacher(T) + (1 - weight) * one-hot: the distillation target per training image.
+    """weight * teacher(T) + (1 - weight) * one-hot: the distillation target per training image (or view).
 
     teacher(T) is softmax(log(p) / T), Hinton's temperature applied to the stored probabilities
     (T > 1 spreads the mass the teacher gives to the wrong classes, which is what it teaches).
     """
-    if teacher.shape != (len(labels), NUM_CLASSES):
-        raise ValueError(f"teacher probabilities have shape {teacher.shape}, expected ({len(labels)}, {NUM_CLASSES})")
+    if teacher.ndim not in (2, 3) or teacher.shape[0] != len(labels) or teacher.shape[-1] != NUM_CLASSES:
+        raise ValueError(f"teacher probabilities have shape {teacher.shape}, expected ({len(labels)}, {NUM_CLASSES}) "
+                         f"or ({len(labels)}, views, {NUM_CLASSES})")
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"distillation weight must be in [0, 1], got {weight}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     logits = np.log(np.clip(teacher.astype(np.float64), 1e-8, 1.0)) / temperature
-    tempered = np.exp(logits - logits.max(axis=1, keepdims=True))
-    tempered /= tempered.sum(axis=1, keepdims=True)
-    one_hot = np.eye(NUM_CLASSES)[labels]
+    tempered = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    tempered /= tempered.sum(axis=-1, keepdims=True)
+    one_hot = np.eye(NUM_CLASSES)[labels].reshape((len(labels),) + (1,) * (teacher.ndim - 2) + (NUM_CLASSES,))
     return (weight * tempered + (1.0 - weight) * one_hot).astype(np.float32)
 
 
-def load_teacher(path: Path, labels: np.ndarray) -> np.ndarray:
-    """The stored probabilities, checked against the training labels they must line up with."""
+class Teacher(NamedTuple):
+    """A teacher file's contents: probs (n x 10, or n x K x 10 with views), views (n x K x VIEW_FIELDS
+    or None for a whole-image teacher) and the cutout size the views were drawn with."""
+
+    probs: np.ndarray
+    views: np.ndarray | None = None
+    cutout: int = 0
+
+
+def load_teacher(path: Path, labels: np.ndarray) -> Teacher:
+    """The stored teacher, checked against the training labels it must line up with."""
+    from trainer.training import VIEW_FIELDS
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: python -m trainer.distill MODEL ... --out {path} writes it")
     try:
         with np.load(path) as data:
             probs, stored = data["probs"].astype(np.float32), data["labels"]
+            views = data["views"] if "views" in data.files else None
+            cutout = int(data["cutout"]) if "cutout" in data.files else 0
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"{path} is not a teacher file of trainer.distill ({exc})") from exc
     if not np.array_equal(stored, labels):
         raise ValueError(f"{path} was computed for other training labels ({len(stored)} images, this run has "
                          f"{len(labels)}): recompute it on the same archive")
-    return probs
+    k = None if views is None else (views.shape[1] if views.ndim == 3 else -1)
+    expected = (len(labels), NUM_CLASSES) if views is None else (len(labels), k, NUM_CLASSES)
+    if probs.shape != expected or (views is not None and views.shape != (len(labels), k, VIEW_FIELDS)):
+        raise ValueError(f"{path} holds probabilities of shape {probs.shape} and views of shape "
+                         f"{None if views is None else views.shape}, which do not fit together")
+    return Teacher(probs, views, cutout)
 
 
 def main(argv=None) -> int:
@@ -102,21 +163,33 @@ def main(argv=None) -> int:
     from trainer.artifacts import atomic_write_bytes, is_classifier_dir
     from trainer.data import load_cifar10
     from trainer.models import load_classifier
+    from trainer.training import draw_views
 
     for d in args.models:
         if not is_classifier_dir(d):
             raise FileNotFoundError(f"{d} is not a saved classifier (no model.keras)")
     data = load_cifar10(args.data, splits=("train",))
-    models = [load_classifier(d / "model.keras") for d in args.models]
-    probs = teacher_probs([batched_predict(m) for m in models], data.x_train)
-    accuracy = float((probs.argmax(1) == data.y_train).mean())
-    confidence = float(probs[np.arange(len(probs)), data.y_train].mean())
+    predictors = [batched_predict(load_classifier(d / "model.keras")) for d in args.models]
+    extra = {}
+    if args.views:
+        n = len(data.y_train)
+        views = draw_views(n * args.views, np.random.default_rng(args.seed)).reshape(n, args.views, -1)
+        probs = view_teacher_probs(predictors, data.x_train, views, args.cutout,
+                                   log=lambda line: print(line, flush=True))
+        extra = {"views": views, "cutout": np.array(args.cutout), "seed": np.array(args.seed)}
+        labels = data.y_train[:, None]
+    else:
+        probs = teacher_probs(predictors, data.x_train)
+        labels = data.y_train
+    accuracy = float((probs.argmax(-1) == labels).mean())
+    confidence = float(np.take_along_axis(probs, labels[..., None], axis=-1).mean())
     buf = io.BytesIO()
     np.savez_compressed(buf, probs=probs.astype(np.float16), labels=data.y_train,
-                        models=np.array([d.name for d in args.models]), source=np.array(data.source))
+                        models=np.array([d.name for d in args.models]), source=np.array(data.source), **extra)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(args.out, buf.getvalue())
-    print(f"teacher of {len(models)} models on {len(probs):,} training images ({data.source}): "
+    what = f"{args.views} views (cutout {args.cutout}) of each of" if args.views else "the whole of"
+    print(f"teacher of {len(predictors)} models on {what} {len(data.y_train):,} training images ({data.source}): "
           f"training accuracy {100 * accuracy:.2f}%, mean probability of the true class {confidence:.3f}; "
           f"wrote {args.out}")
     return 0

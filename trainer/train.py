@@ -5,6 +5,8 @@
     python -m trainer.train --epochs 1 --subset 2000 --name smoke
     python -m trainer.train --config tuning/airnet_sep.json --teacher tuning/distillation/teacher_probs.npz
                                                   # distilled (trainer.distill writes the teacher)
+    python -m trainer.train --config tuning/airnet_sep.json --cutout 8 --teacher tuning/distillation/teacher_views.npz
+                                                  # distilled on stored views (trainer.distill --views)
 
 Interrupted runs resume from the last finished epoch when the same command runs again
 (keras.callbacks.BackupAndRestore under checkpoints/<name>/).
@@ -55,7 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--lookahead", action="store_true",
                    help="Lookahead in airbench's form: pull the weights to a slow average every 5 steps")
     p.add_argument("--teacher", type=Path,
-                   help="distil: a teacher file of `python -m trainer.distill` (soft labels for the training split)")
+                   help="distil: a teacher file of `python -m trainer.distill` (soft labels for the training "
+                        "split; a file with views replaces the random augmentation with its stored views)")
     p.add_argument("--teacher-weight", type=float, default=0.9,
                    help="share of the teacher in each image's target, the rest its one-hot label (default 0.9)")
     p.add_argument("--teacher-temperature", type=float, default=1.0,
@@ -147,12 +150,20 @@ def main(argv=None) -> int:
         val, y_val = balanced_subset(val, y_val, max(args.subset // 5, 10), seed=args.seed)
     x = data.x_train[fit]
     x_val = None if val is None else data.x_train[val]
-    targets = None
+    targets = views = teacher = None
     if args.teacher:
         from trainer.distill import load_teacher, soft_labels
 
-        teacher = load_teacher(args.teacher, data.y_train)[fit]
-        targets = soft_labels(teacher, y, args.teacher_weight, args.teacher_temperature)
+        teacher = load_teacher(args.teacher, data.y_train)
+        if teacher.views is not None:
+            # The student must see exactly what the teacher saw: same cutout, flips as stored.
+            if teacher.cutout != args.cutout:
+                raise ValueError(f"{args.teacher} holds views drawn with cutout {teacher.cutout}; "
+                                 f"train with --cutout {teacher.cutout} (got {args.cutout})")
+            if args.alternating_flip:
+                raise ValueError(f"{args.teacher} holds views with their own flips; drop --alternating-flip")
+            views = teacher.views[fit]
+        targets = soft_labels(teacher.probs[fit], y, args.teacher_weight, args.teacher_temperature)
 
     model = build_model(spec["arch"], hp, name=name)
     params = check_param_limit(model)
@@ -177,7 +188,7 @@ def main(argv=None) -> int:
         callbacks.append(FlipEpoch())
         flip_epoch = callbacks[-1].epoch
     model.fit(
-        train_dataset(x, y, args.batch_size, args.seed, args.cutout, targets, flip_epoch),
+        train_dataset(x, y, args.batch_size, args.seed, args.cutout, targets, flip_epoch, views),
         validation_data=None if x_val is None else eval_dataset(x_val, y_val),
         epochs=args.epochs,
         callbacks=callbacks,
@@ -198,7 +209,8 @@ def main(argv=None) -> int:
             "alternating_flip": args.alternating_flip, "ema": args.ema, "lookahead": args.lookahead,
             "teacher": None if not args.teacher else {
                 "file": str(args.teacher), "weight": args.teacher_weight,
-                "temperature": args.teacher_temperature},
+                "temperature": args.teacher_temperature,
+                "views": 0 if teacher.views is None else int(teacher.views.shape[1])},
             "data_source": data.source, "train_images": len(y)})
         write_json(tmp / "training.json", {
             "training_time_s": round(log.total_seconds(), 1), "epochs_run": len(log.epochs),

@@ -16,21 +16,44 @@ def configure_threads(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def _augment(image, label, cutout: int, flip=None):
-    # Reflect-pad 4 then random 32x32 crop, and horizontal flip: the standard CIFAR recipe.
-    # `flip` (a bool) replaces the coin toss when the flips alternate (see train_dataset).
-    image = tf.pad(image, [[4, 4], [4, 4], [0, 0]], mode="REFLECT")
-    image = tf.image.random_crop(image, (32, 32, 3))
-    image = tf.image.random_flip_left_right(image) if flip is None else tf.where(flip, image[:, ::-1], image)
-    if cutout > 0:  # DeVries & Taylor 2017: black out a random square (centre may fall near edges).
-        # Pixels within cutout // 2 of the centre, so an even size gives a (size + 1)-pixel square.
-        centre = tf.random.uniform([2], 0, 32, dtype=tf.int32)
-        cy, cx = centre[0], centre[1]  # indexed, not unpacked: this runs as a graph in tf.data
+PAD = 4  # reflect padding before the 32x32 crop: crop offsets run 0..2 * PAD
+# A view is one augmentation's random draws: crop offsets (dy, dx), flip (0/1), cutout centre (cy, cx).
+# Drawn apart from their use so a teacher can see exactly the view a student will train on.
+VIEW_FIELDS = 5
+
+
+def draw_views(n: int, rng: np.random.Generator) -> np.ndarray:
+    """n random views (uint8, n x VIEW_FIELDS), the draws `_augment` makes inside tf.data."""
+    crop = rng.integers(0, 2 * PAD + 1, (n, 2))
+    flip = rng.integers(0, 2, (n, 1))
+    centre = rng.integers(0, 32, (n, 2))
+    return np.concatenate([crop, flip, centre], axis=1).astype(np.uint8)
+
+
+def apply_view(image, view, cutout: int):
+    """Reflect-pad, crop at (dy, dx), mirror if flip, then cutout around (cy, cx): the CIFAR recipe.
+
+    Cutout (DeVries & Taylor 2017) blacks out the pixels within cutout // 2 of the centre, so an
+    even size gives a (size + 1)-pixel square; centres near an edge clip it.
+    """
+    view = tf.cast(view, tf.int32)
+    image = tf.pad(image, [[PAD, PAD], [PAD, PAD], [0, 0]], mode="REFLECT")
+    image = tf.slice(image, tf.stack([view[0], view[1], 0]), [32, 32, 3])
+    image = tf.where(view[2] == 1, image[:, ::-1], image)
+    if cutout > 0:
         ys = tf.range(32)[:, None]
         xs = tf.range(32)[None, :]
-        inside = (tf.abs(ys - cy) <= cutout // 2) & (tf.abs(xs - cx) <= cutout // 2)
+        inside = (tf.abs(ys - view[3]) <= cutout // 2) & (tf.abs(xs - view[4]) <= cutout // 2)
         image = image * tf.cast(~inside, image.dtype)[..., None]
-    return image, label
+    return image
+
+
+def _augment(image, label, cutout: int, flip=None):
+    # A fresh random view; `flip` (a bool) replaces the coin toss when the flips alternate (see train_dataset).
+    crop = tf.random.uniform([2], 0, 2 * PAD + 1, dtype=tf.int32)
+    coin = tf.random.uniform([1], 0, 2, dtype=tf.int32) if flip is None else tf.reshape(tf.cast(flip, tf.int32), [1])
+    centre = tf.random.uniform([2], 0, 32, dtype=tf.int32)
+    return apply_view(image, tf.concat([crop, coin, centre], 0), cutout), label
 
 
 class FlipEpoch(keras.callbacks.Callback):
@@ -46,23 +69,38 @@ class FlipEpoch(keras.callbacks.Callback):
 
 
 def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, cutout: int = 0,
-                  targets: np.ndarray | None = None, flip_epoch: tf.Variable | None = None) -> tf.data.Dataset:
+                  targets: np.ndarray | None = None, flip_epoch: tf.Variable | None = None,
+                  views: np.ndarray | None = None) -> tf.data.Dataset:
     """Shuffled, augmented batches of float32 0-255 pixels (the model normalises).
 
     Labels are one-hot, or the rows of `targets` (N x 10 distributions, e.g. distillation's soft labels).
     With `flip_epoch` (FlipEpoch's variable) flips alternate, as airbench's do (Jordan 2024): each
     image's first flip is a fixed coin toss and later epochs switch it, so any two consecutive epochs
     show both mirror images, where independent coin tosses repeat one view half the time.
+    With `views` (N x K x VIEW_FIELDS, a view-teacher's) each image shows one of its K stored views,
+    picked at random each time, and `targets` (N x K x 10) gives each view its own target.
     """
-    if targets is not None and targets.shape != (len(y), NUM_CLASSES):
-        raise ValueError(f"targets have shape {targets.shape}, expected ({len(y)}, {NUM_CLASSES})")
+    expected = (len(y), NUM_CLASSES) if views is None else (len(y), views.shape[1], NUM_CLASSES)
+    if targets is not None and targets.shape != expected:
+        raise ValueError(f"targets have shape {targets.shape}, expected {expected}")
+    if views is not None and (targets is None or flip_epoch is not None or views.shape[::2] != (len(y), VIEW_FIELDS)):
+        raise ValueError(f"views ({views.shape}) need per-view targets, N x K x {VIEW_FIELDS}, and no alternating flip")
     labels = tf.one_hot(y, NUM_CLASSES) if targets is None else targets.astype(np.float32)
-    # Alternating flips carry each image's first coin toss beside it through the shuffle.
-    columns = (x, labels) if flip_epoch is None else (x, labels, np.random.default_rng(seed).integers(0, 2, len(y)))
+    columns = (x, labels)
+    if flip_epoch is not None:  # alternating flips carry each image's first coin toss beside it through the shuffle
+        columns += (np.random.default_rng(seed).integers(0, 2, len(y)),)
+    if views is not None:
+        columns += (views,)
     ds = tf.data.Dataset.from_tensor_slices(columns).shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     # The seed fixes the shuffle order only: parallel map workers draw crops, flips and cutouts in
     # varying order, so the augmentation differs from run to run.
-    if flip_epoch is None:
+    if views is not None:
+        def stored_view(image, targets_k, views_k):
+            k = tf.random.uniform([], 0, tf.shape(views_k)[0], dtype=tf.int32)
+            return apply_view(tf.cast(image, tf.float32), views_k[k], cutout), targets_k[k]
+
+        ds = ds.map(stored_view, num_parallel_calls=tf.data.AUTOTUNE)
+    elif flip_epoch is None:
         ds = ds.map(lambda a, b: _augment(tf.cast(a, tf.float32), b, cutout), num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda a, b, c: _augment(tf.cast(a, tf.float32), b, cutout, flip=(c + flip_epoch) % 2 == 1),
