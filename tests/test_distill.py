@@ -156,21 +156,15 @@ def test_distill_cli_writes_a_teacher_file_that_train_accepts(cifar, tmp_path):
     assert not (tmp_path / "x.npz").exists()
 
 
-def _write_view_teacher(path, labels, views, cutout, seed=0):
-    probs = np.random.default_rng(seed).dirichlet(np.ones(10), size=views.shape[:2])
-    np.savez(path, probs=probs.astype(np.float16), labels=labels, views=views, cutout=np.array(cutout))
-    return probs
-
-
 def test_load_teacher_rejects_views_that_do_not_fit_the_probabilities(tmp_path):
     labels = np.arange(6) % 10
     views = draw_views(12, np.random.default_rng(0)).reshape(6, 2, VIEW_FIELDS)
-    _write_view_teacher(tmp_path / "ok.npz", labels, views, cutout=8)
+    probs = np.random.default_rng(0).dirichlet(np.ones(10), size=(6, 2)).astype(np.float16)
+    np.savez(tmp_path / "ok.npz", probs=probs, labels=labels, views=views, cutout=np.array(8))
     teacher = load_teacher(tmp_path / "ok.npz", labels)
     assert teacher.probs.shape == (6, 2, 10) and teacher.cutout == 8
     np.testing.assert_array_equal(teacher.views, views)
-    np.savez(tmp_path / "bad.npz", probs=np.load(tmp_path / "ok.npz")["probs"], labels=labels,
-             views=views[:, :1], cutout=np.array(8))
+    np.savez(tmp_path / "bad.npz", probs=probs, labels=labels, views=views[:, :1], cutout=np.array(8))
     with pytest.raises(ValueError, match="do not fit"):
         load_teacher(tmp_path / "bad.npz", labels)
 

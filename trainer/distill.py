@@ -150,9 +150,12 @@ def load_teacher(path: Path, labels: np.ndarray) -> Teacher:
     if not np.array_equal(stored, labels):
         raise ValueError(f"{path} was computed for other training labels ({len(stored)} images, this run has "
                          f"{len(labels)}): recompute it on the same archive")
-    k = None if views is None else (views.shape[1] if views.ndim == 3 else -1)
-    expected = (len(labels), NUM_CLASSES) if views is None else (len(labels), k, NUM_CLASSES)
-    if probs.shape != expected or (views is not None and views.shape != (len(labels), k, VIEW_FIELDS)):
+    if views is None:
+        fits = probs.shape == (len(labels), NUM_CLASSES)
+    else:  # n x K x VIEW_FIELDS views, one n x K x 10 target each
+        fits = views.ndim == 3 and views.shape[::2] == (len(labels), VIEW_FIELDS) and \
+            probs.shape == views.shape[:2] + (NUM_CLASSES,)
+    if not fits:
         raise ValueError(f"{path} holds probabilities of shape {probs.shape} and views of shape "
                          f"{None if views is None else views.shape}, which do not fit together")
     return Teacher(probs, views, cutout)

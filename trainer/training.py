@@ -80,11 +80,12 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, cuto
     With `views` (N x K x VIEW_FIELDS, a view-teacher's) each image shows one of its K stored views,
     picked at random each time, and `targets` (N x K x 10) gives each view its own target.
     """
+    if views is not None and (targets is None or flip_epoch is not None or views.ndim != 3
+                              or views.shape[::2] != (len(y), VIEW_FIELDS)):
+        raise ValueError(f"views ({views.shape}) need per-view targets, N x K x {VIEW_FIELDS}, and no alternating flip")
     expected = (len(y), NUM_CLASSES) if views is None else (len(y), views.shape[1], NUM_CLASSES)
     if targets is not None and targets.shape != expected:
         raise ValueError(f"targets have shape {targets.shape}, expected {expected}")
-    if views is not None and (targets is None or flip_epoch is not None or views.shape[::2] != (len(y), VIEW_FIELDS)):
-        raise ValueError(f"views ({views.shape}) need per-view targets, N x K x {VIEW_FIELDS}, and no alternating flip")
     labels = tf.one_hot(y, NUM_CLASSES) if targets is None else targets.astype(np.float32)
     columns = (x, labels)
     if flip_epoch is not None:  # alternating flips carry each image's first coin toss beside it through the shuffle
