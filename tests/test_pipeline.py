@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from conftest import run_module
 from trainer.data import CLASS_NAMES
@@ -161,4 +162,38 @@ def test_ensemble_averages_saved_predictions(tmp_path):
 
     _write_predictions(tmp_path / "c", a, a, [0, 1, 1], 5)  # scored on other labels: refused
     proc = run_module("trainer.ensemble", tmp_path / "a", tmp_path / "c")
+    assert proc.returncode == 2 and "different test sets" in proc.stderr
+
+
+def test_exact_mcnemar_p_values():
+    from trainer.compare import exact_mcnemar_p
+
+    assert exact_mcnemar_p(0, 0) == 1.0 and exact_mcnemar_p(5, 5) == 1.0
+    assert exact_mcnemar_p(10, 0) == exact_mcnemar_p(0, 10) == 2 / 2**10
+    assert exact_mcnemar_p(8, 2) == pytest.approx(2 * (1 + 10 + 45) / 2**10)  # 0.109: not significant
+
+
+def test_compare_counts_only_the_images_where_the_models_disagree(tmp_path):
+    # Twelve images of class 0. Both models are right on images 0-1 and wrong on 2-3; on 4-11 only
+    # the new model is right, so 8 discordant images all favour it. With flip TTA its image 11 turns
+    # wrong and the baseline's flipped output turns its image 2 right: 7 to 1.
+    labels = [0] * 12
+    right, wrong = [1, 0, *[0] * 8], [0, 1, *[0] * 8]
+    base = [right] * 2 + [wrong] * 10
+    new = [right] * 2 + [wrong] * 2 + [right] * 8
+    base_flip = [right] * 2 + [[3, 0, *[0] * 8]] + [wrong] * 9
+    new_flip = [right] * 2 + [wrong] * 2 + [right] * 7 + [[0, 3, *[0] * 8]]
+    _write_predictions(tmp_path / "base", base, base_flip, labels, 1)
+    _write_predictions(tmp_path / "new", new, new_flip, labels, 1)
+    out = tmp_path / "compare.json"
+    proc = run_module("trainer.compare", tmp_path / "base", tmp_path / "new", "--out", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plain, flip = json.loads(out.read_text())["results"]
+    assert plain == {"model": "new", "flip_tta": False, "difference_points": 66.67,
+                     "only_model_right": 8, "only_baseline_right": 0, "p_value": round(2 / 2**8, 4)}
+    assert (flip["only_model_right"], flip["only_baseline_right"]) == (7, 1)
+    assert flip["p_value"] == round(2 * (1 + 8) / 2**8, 4)
+
+    _write_predictions(tmp_path / "other", base, base, [1] * 12, 1)  # scored on other labels: refused
+    proc = run_module("trainer.compare", tmp_path / "base", tmp_path / "other")
     assert proc.returncode == 2 and "different test sets" in proc.stderr
