@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer import cli
-from trainer.ensemble import load_predictions
+from trainer.ensemble import load_predictions, require_same_test_set
 
 
 def parse_args(argv=None):
@@ -44,8 +44,7 @@ def exact_mcnemar_p(only_a: int, only_b: int) -> float:
 
 
 def paired_comparison(baseline: dict[str, np.ndarray], model: dict[str, np.ndarray], flip_tta: bool) -> dict:
-    if baseline["probs"].shape != model["probs"].shape or not np.array_equal(baseline["labels"], model["labels"]):
-        raise ValueError("the models were evaluated on different test sets; re-evaluate them on the same data")
+    require_same_test_set([baseline, model])
 
     def right(pred):
         probs = pred["probs"] + pred["probs_flip"] if flip_tta else pred["probs"]

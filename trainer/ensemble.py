@@ -43,10 +43,15 @@ def load_predictions(model_dir: Path) -> dict[str, np.ndarray]:
         return {k: data[k].astype(np.float64) if k != "labels" else data[k] for k in ("probs", "probs_flip", "labels")}
 
 
-def ensemble_accuracy(preds: list[dict[str, np.ndarray]]) -> dict:
+def require_same_test_set(preds: list[dict[str, np.ndarray]]) -> None:
     labels = preds[0]["labels"]
     if any(p["probs"].shape != preds[0]["probs"].shape or not np.array_equal(p["labels"], labels) for p in preds):
         raise ValueError("the models were evaluated on different test sets; re-evaluate them on the same data")
+
+
+def ensemble_accuracy(preds: list[dict[str, np.ndarray]]) -> dict:
+    require_same_test_set(preds)
+    labels = preds[0]["labels"]
     plain = sum(p["probs"] for p in preds)
     flip = plain + sum(p["probs_flip"] for p in preds)
     return {"accuracy": float((plain.argmax(1) == labels).mean()),
