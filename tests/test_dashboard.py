@@ -7,6 +7,7 @@ Faults (missing folders, broken model, bad uploads, empty prompt) must give a me
 from __future__ import annotations
 
 import io
+import shutil
 import sys
 import threading
 import time
@@ -111,6 +112,7 @@ def test_confusion_explorer_cell_and_gallery():
     at = open_page("confusion")
     assert at.title[0].value == "Confusion matrix explorer"
     assert at.selectbox(key="cm_model").value == "tiny"  # the broken model has no predictions
+    assert "nothing to compare it with" in texts(at.info)
     assert len(at.get("plotly_chart")) >= 3  # heatmap, P/R/F1 bars, accuracy bars
     assert at.segmented_control(key="cm_mode").value == "Counts"
     at.segmented_control(key="cm_mode").set_value("Normalised").run()
@@ -141,6 +143,51 @@ def test_confusion_without_archive(monkeypatch, tmp_path):
     at = open_page("confusion")
     assert "images cannot be shown" in texts(at.info)
     assert "not found" in texts(at.info)
+
+
+def _models_with_rival(tiny: Path, root: Path, fixed: int, broken: int, relabel: bool = False) -> dict:
+    """A models root with the fixture model and a predictions-only rival that is right on `fixed`
+    of tiny's wrong images and wrong on `broken` of its right ones; returns tiny's counts."""
+    shutil.copytree(tiny, root / "tiny")
+    with np.load(tiny / "test_predictions.npz") as z:
+        probs, labels = z["probs"].astype(np.float32), z["labels"]
+    right = probs.argmax(1) == labels
+    rival = probs.copy()
+    for i in np.flatnonzero(~right)[:fixed]:
+        rival[i] = np.eye(10)[labels[i]]
+    for i in np.flatnonzero(right)[:broken]:
+        rival[i] = np.eye(10)[(labels[i] + 1) % 10]
+    (root / "rival").mkdir()
+    (root / "rival" / "config.json").write_text('{"name": "rival", "arch": "tiny_cnn"}')
+    np.savez(root / "rival" / "test_predictions.npz", probs=rival,
+             labels=(labels + 1) % 10 if relabel else labels)
+    return {"accuracy": right.mean(), "images": labels.size}
+
+
+@pytest.mark.parametrize("fixed, broken, needle", [
+    (300, 100, "larger than the luck"), (12, 8, "could be the luck")])
+def test_confusion_paired_comparison(artifacts, tmp_path, monkeypatch, fixed, broken, needle):
+    tiny = _models_with_rival(artifacts[0] / "tiny", tmp_path, fixed, broken)
+    monkeypatch.setenv("SAVED_MODELS_DIR", str(tmp_path))
+    at = open_page("confusion")
+    at.selectbox(key="cm_model").set_value("tiny").run()
+    assert at.selectbox(key="cm_rival").value == "rival"
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Right only by tiny"] == f"{broken:,}" and metrics["Right only by rival"] == f"{fixed:,}"
+    gain = 100 * (fixed - broken) / tiny["images"]
+    assert metrics["rival accuracy"] == f"{100 * tiny['accuracy'] + gain:.2f}%"
+    assert needle in texts(at.markdown) and f"{gain:.2f} points" in texts(at.markdown)
+    assert len(at.get("plotly_chart")) == 4  # heatmap, P/R/F1, per-class accuracy, per-class gain
+
+
+def test_confusion_comparison_refuses_other_test_sets(artifacts, tmp_path, monkeypatch):
+    _models_with_rival(artifacts[0] / "tiny", tmp_path, 0, 0, relabel=True)
+    monkeypatch.setenv("SAVED_MODELS_DIR", str(tmp_path))
+    at = open_page("confusion")
+    at.selectbox(key="cm_model").set_value("tiny").run()
+    assert not at.exception
+    assert "evaluated on different test images" in texts(at.info)
 
 
 # ------------------------------------------------------------------ 3. Try it

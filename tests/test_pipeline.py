@@ -166,11 +166,22 @@ def test_ensemble_averages_saved_predictions(tmp_path):
 
 
 def test_exact_mcnemar_p_values():
-    from trainer.compare import exact_mcnemar_p
+    from trainer.metrics import exact_mcnemar_p
 
     assert exact_mcnemar_p(0, 0) == 1.0 and exact_mcnemar_p(5, 5) == 1.0
     assert exact_mcnemar_p(10, 0) == exact_mcnemar_p(0, 10) == 2 / 2**10
     assert exact_mcnemar_p(8, 2) == pytest.approx(2 * (1 + 10 + 45) / 2**10)  # 0.109: not significant
+
+
+def test_paired_test_counts_disagreements_and_refuses_unequal_sets():
+    from trainer.metrics import paired_test
+
+    base = np.array([1, 1, 0, 0, 1, 0], bool)
+    new = np.array([1, 0, 1, 1, 1, 1], bool)
+    assert paired_test(base, new) == {"difference_points": 33.33, "only_model_right": 3,
+                                      "only_baseline_right": 1, "p_value": 0.625}
+    with pytest.raises(ValueError, match="different numbers of images"):
+        paired_test(base, new[:5])
 
 
 def test_compare_counts_only_the_images_where_the_models_disagree(tmp_path):

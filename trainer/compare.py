@@ -14,7 +14,6 @@ Reads each model's test_predictions.npz (written by `python -m trainer.evaluate`
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from trainer import cli
 from trainer.ensemble import load_predictions, require_same_test_set
+from trainer.metrics import paired_test
 
 
 def parse_args(argv=None):
@@ -33,16 +33,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def exact_mcnemar_p(only_a: int, only_b: int) -> float:
-    """Two-sided p-value of `only_a` vs `only_b` discordant images under a fair coin."""
-    n, k = only_a + only_b, min(only_a, only_b)
-    if n == 0:
-        return 1.0
-    # Exact integer arithmetic: n is at most the test-set size, so the sums stay cheap.
-    tail = sum(math.comb(n, i) for i in range(k + 1))
-    return min(1.0, 2 * tail / 2**n)
-
-
 def paired_comparison(baseline: dict[str, np.ndarray], model: dict[str, np.ndarray], flip_tta: bool) -> dict:
     require_same_test_set([baseline, model])
 
@@ -50,12 +40,7 @@ def paired_comparison(baseline: dict[str, np.ndarray], model: dict[str, np.ndarr
         probs = pred["probs"] + pred["probs_flip"] if flip_tta else pred["probs"]
         return probs.argmax(1) == pred["labels"]
 
-    base_right, model_right = right(baseline), right(model)
-    only_model = int((model_right & ~base_right).sum())
-    only_base = int((base_right & ~model_right).sum())
-    return {"difference_points": round(100 * float(model_right.mean() - base_right.mean()), 2),
-            "only_model_right": only_model, "only_baseline_right": only_base,
-            "p_value": round(exact_mcnemar_p(only_model, only_base), 4)}
+    return paired_test(right(baseline), right(model))
 
 
 def main(argv=None) -> int:

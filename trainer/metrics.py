@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from trainer.data import CLASS_NAMES, NUM_CLASSES
@@ -43,3 +45,30 @@ def most_confused_pairs(cm, class_names=CLASS_NAMES, top: int = 5) -> list[dict]
     order = np.argsort(cm, axis=None)[::-1][:top]
     return [{"true": class_names[i // cm.shape[1]], "predicted": class_names[i % cm.shape[1]],
              "count": int(cm.flat[i])} for i in order if cm.flat[i] > 0]
+
+
+def exact_mcnemar_p(only_a: int, only_b: int) -> float:
+    """Two-sided p-value of `only_a` vs `only_b` discordant images under a fair coin."""
+    n, k = only_a + only_b, min(only_a, only_b)
+    if n == 0:
+        return 1.0
+    # Exact integer arithmetic: n is at most the test-set size, so the sums stay cheap.
+    tail = sum(math.comb(n, i) for i in range(k + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+def paired_test(baseline_right: np.ndarray, model_right: np.ndarray) -> dict:
+    """Exact McNemar test of two models on the same images, from per-image right/wrong flags.
+
+    Only the images where exactly one model is right carry evidence; if the models were equally
+    accurate, each would be a fair coin. Covers test-set sampling only, not training seeds.
+    """
+    baseline_right, model_right = np.asarray(baseline_right, bool), np.asarray(model_right, bool)
+    if baseline_right.shape != model_right.shape:
+        raise ValueError(f"the models were scored on different numbers of images "
+                         f"({baseline_right.size} and {model_right.size})")
+    only_model = int((model_right & ~baseline_right).sum())
+    only_base = int((baseline_right & ~model_right).sum())
+    return {"difference_points": round(100 * float(model_right.mean() - baseline_right.mean()), 2),
+            "only_model_right": only_model, "only_baseline_right": only_base,
+            "p_value": round(exact_mcnemar_p(only_model, only_base), 4)}

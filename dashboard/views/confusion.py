@@ -7,6 +7,7 @@ import streamlit as st
 from PIL import Image
 
 from dashboard import common as c
+from trainer.metrics import confusion_matrix, paired_test
 
 CLASSES = list(c.CLASS_NAMES)
 
@@ -32,8 +33,7 @@ except c.DashboardDataError as exc:
     st.stop()
 
 pred = probs.argmax(1)
-cm = np.zeros((len(CLASSES), len(CLASSES)), dtype=np.int64)
-np.add.at(cm, (labels, pred), 1)
+cm = confusion_matrix(labels, pred, len(CLASSES))
 support = cm.sum(1)
 predicted = cm.sum(0)
 tp = np.diag(cm)
@@ -167,6 +167,67 @@ with right:
             "support": support, "predicted": predicted}).style.format(
                 {"precision": "{:.3f}", "recall": "{:.3f}", "F1": "{:.3f}"}),
             hide_index=True, width="stretch")
+
+# ---- is another model really better? A paired test on the same test images
+
+
+def per_class_accuracy(labels: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    m = confusion_matrix(labels, pred, len(CLASSES))
+    return np.diag(m) / np.maximum(m.sum(1), 1)
+
+
+def verdict(a: str, b: str, result: dict, n_images: int) -> str:
+    diff, p = result["difference_points"], result["p_value"]
+    if diff == 0:
+        return f"**{a}** and **{b}** are equally accurate on these test images."
+    better, worse = (b, a) if diff > 0 else (a, b)
+    if p < 0.05:
+        return (f"**{better}** is {abs(diff):.2f} points more accurate than **{worse}**, and that gap "
+                f"is larger than the luck of which images are in the test set would explain "
+                f"(p = {p:.3f}). A second training run of either model could still move it a little.")
+    return (f"**{better}** is {abs(diff):.2f} points ahead of **{worse}**, but a gap this size could be "
+            f"the luck of which images are in the test set (p = {p:.2f}): on another {n_images:,} photos "
+            "the order could flip. Treat them as equally accurate.")
+
+
+rivals = [m for m in models if m.path != entry.path]
+with st.expander("Compare with another model", icon=":material/compare_arrows:"):
+    if not rivals:
+        st.info("Only one model has saved test predictions, so there is nothing to compare it with yet.")
+    else:
+        names = [m.path.name for m in rivals]
+        rival = rivals[names.index(st.selectbox("Compare with", names, key="cm_rival"))]
+        try:
+            rival_probs, rival_labels = c.predictions(rival)
+        except c.DashboardDataError as exc:
+            c.show_problem(str(exc), icon=":material/error:")
+        else:
+            if not np.array_equal(rival_labels, labels):
+                c.show_problem(f"{entry.name} and {rival.name} were evaluated on different test images, "
+                               "so they cannot be compared image by image. Re-evaluate both on the same data.",
+                               icon=":material/error:")
+            else:
+                rival_pred = rival_probs.argmax(1)
+                result = paired_test(pred == labels, rival_pred == labels)
+                cols = st.columns(4)
+                cols[0].metric(f"{rival.name} accuracy", c.pct(float((rival_pred == labels).mean()), 2),
+                               delta=f"{result['difference_points']:+.2f} points", delta_color="normal")
+                cols[1].metric(f"Right only by {entry.name}", f"{result['only_baseline_right']:,}")
+                cols[2].metric(f"Right only by {rival.name}", f"{result['only_model_right']:,}")
+                cols[3].metric("p-value", f"{result['p_value']:.3f}",
+                               help="Exact McNemar test. The images both models get right, or both "
+                                    "get wrong, say nothing about which is better; among those where "
+                                    "they disagree, equally good models would each win about half.")
+                st.markdown(verdict(entry.name, rival.name, result, len(labels)))
+                gain = (per_class_accuracy(labels, rival_pred) - recall) * 100
+                fig = go.Figure(go.Bar(
+                    x=CLASSES, y=gain, marker_color=["#54a24b" if v >= 0 else "#e45756" for v in gain],
+                    hovertemplate="%{x}: %{y:+.1f} points<extra></extra>"))
+                fig.update_layout(height=320, yaxis_title=f"{rival.name} minus {entry.name} (points)",
+                                  margin=dict(t=20, b=20, l=20, r=20))
+                c.chart(fig, key="cm_rival_classes")
+                st.caption("Per-class accuracy difference. Each class has about 1,000 test images, so "
+                           "a class moving by a point or two can be chance.")
 
 # ---- gallery for the chosen cell
 st.divider()
