@@ -201,7 +201,8 @@ def test_compare_counts_only_the_images_where_the_models_disagree(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     plain, flip = json.loads(out.read_text())["results"]
     assert plain == {"model": "new", "flip_tta": False, "difference_points": 66.67,
-                     "only_model_right": 8, "only_baseline_right": 0, "p_value": round(2 / 2**8, 4)}
+                     "only_model_right": 8, "only_baseline_right": 0, "p_value": round(2 / 2**8, 4),
+                     "answers_differ": round(8 / 12, 4)}
     assert (flip["only_model_right"], flip["only_baseline_right"]) == (7, 1)
     assert flip["p_value"] == round(2 * (1 + 8) / 2**8, 4)
 

@@ -36,11 +36,14 @@ def parse_args(argv=None):
 def paired_comparison(baseline: dict[str, np.ndarray], model: dict[str, np.ndarray], flip_tta: bool) -> dict:
     require_same_test_set([baseline, model])
 
-    def right(pred):
-        probs = pred["probs"] + pred["probs_flip"] if flip_tta else pred["probs"]
-        return probs.argmax(1) == pred["labels"]
+    def predicted(pred):
+        return (pred["probs"] + pred["probs_flip"] if flip_tta else pred["probs"]).argmax(1)
 
-    return paired_test(right(baseline), right(model))
+    labels = baseline["labels"]
+    base_pred, model_pred = predicted(baseline), predicted(model)
+    # How often the two answer differently at all: between two seeds of one recipe, that is training noise.
+    return {**paired_test(base_pred == labels, model_pred == labels),
+            "answers_differ": round(float((base_pred != model_pred).mean()), 4)}
 
 
 def main(argv=None) -> int:
@@ -56,7 +59,8 @@ def main(argv=None) -> int:
             rows.append(row)
             print(f"{folder.name} vs {args.baseline.name}{' (flip TTA)' if flip_tta else ''}: "
                   f"{row['difference_points']:+.2f} points; right only here {row['only_model_right']}, "
-                  f"only in the baseline {row['only_baseline_right']}; p = {row['p_value']:.4f}")
+                  f"only in the baseline {row['only_baseline_right']}; p = {row['p_value']:.4f}; "
+                  f"answers differ on {row['answers_differ']:.1%} of the images")
     if args.out:
         write_json(args.out, {"baseline": args.baseline.name, "test": "exact two-sided McNemar (binomial) "
                               "on the test images where exactly one model is right",
