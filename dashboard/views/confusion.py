@@ -184,7 +184,8 @@ def verdict(a: str, b: str, result: dict, n_images: int) -> str:
     if p < 0.05:
         return (f"**{better}** is {abs(diff):.2f} points more accurate than **{worse}**, and that gap "
                 f"is larger than the luck of which images are in the test set would explain "
-                f"(p = {p:.3f}). A second training run of either model could still move it a little.")
+                f"(p = {p:.3f}). It does not cover the luck of training: a second training run of "
+                "either model can move its accuracy by a few tenths of a point (REPORT.md, item 36).")
     return (f"**{better}** is {abs(diff):.2f} points ahead of **{worse}**, but a gap this size could be "
             f"the luck of which images are in the test set (p = {p:.2f}): on another {n_images:,} photos "
             "the order could flip. Treat them as equally accurate.")
