@@ -32,13 +32,20 @@ except c.DashboardDataError as exc:
     c.show_problem(str(exc), icon=":material/error:")
     st.stop()
 
+
+def class_recall(cm: np.ndarray) -> np.ndarray:
+    """Per-class accuracy: the share of each true class predicted right (0 for an empty class)."""
+    support = cm.sum(1)
+    return np.divide(np.diag(cm), support, out=np.zeros(len(cm)), where=support > 0)
+
+
 pred = probs.argmax(1)
 cm = confusion_matrix(labels, pred, len(CLASSES))
 support = cm.sum(1)
 predicted = cm.sum(0)
 tp = np.diag(cm)
 precision = np.divide(tp, predicted, out=np.zeros(len(CLASSES)), where=predicted > 0)
-recall = np.divide(tp, support, out=np.zeros(len(CLASSES)), where=support > 0)
+recall = class_recall(cm)
 f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(len(CLASSES)),
                where=(precision + recall) > 0)
 off = cm.copy()
@@ -171,11 +178,6 @@ with right:
 # ---- is another model really better? A paired test on the same test images
 
 
-def per_class_accuracy(labels: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    m = confusion_matrix(labels, pred, len(CLASSES))
-    return np.diag(m) / np.maximum(m.sum(1), 1)
-
-
 def verdict(a: str, b: str, result: dict, n_images: int) -> str:
     diff, p = result["difference_points"], result["p_value"]
     if diff == 0:
@@ -220,7 +222,7 @@ with st.expander("Compare with another model", icon=":material/compare_arrows:")
                                     "get wrong, say nothing about which is better; among those where "
                                     "they disagree, equally good models would each win about half.")
                 st.markdown(verdict(entry.name, rival.name, result, len(labels)))
-                gain = (per_class_accuracy(labels, rival_pred) - recall) * 100
+                gain = (class_recall(confusion_matrix(labels, rival_pred, len(CLASSES))) - recall) * 100
                 fig = go.Figure(go.Bar(
                     x=CLASSES, y=gain, marker_color=["#54a24b" if v >= 0 else "#e45756" for v in gain],
                     hovertemplate="%{x}: %{y:+.1f} points<extra></extra>"))
