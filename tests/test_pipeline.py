@@ -164,6 +164,18 @@ def test_ensemble_averages_saved_predictions(tmp_path):
     proc = run_module("trainer.ensemble", tmp_path / "a", tmp_path / "c")
     assert proc.returncode == 2 and "different test sets" in proc.stderr
 
+    _write_predictions(tmp_path / "d", [row[:9] for row in a], flipped, labels, 5)  # nine classes: refused
+    proc = run_module("trainer.ensemble", tmp_path / "a", tmp_path / "d")
+    assert proc.returncode == 2 and "shape (3, 9)" in proc.stderr
+
+
+def test_same_test_images_needs_equal_labels_in_equal_order():
+    from trainer.metrics import same_test_images
+
+    assert same_test_images(np.array([3, 1, 4]), [3, 1, 4], (3, 1, 4))
+    assert not same_test_images([3, 1, 4], [3, 4, 1])  # same images, other order: not pairable
+    assert not same_test_images([3, 1, 4], [3, 1, 4, 1])
+
 
 def test_exact_mcnemar_p_values():
     from trainer.metrics import exact_mcnemar_p

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from trainer import cli
+from trainer.data import NUM_CLASSES
+from trainer.metrics import same_test_images
 
 
 def parse_args(argv=None):
@@ -40,12 +42,16 @@ def load_predictions(model_dir: Path) -> dict[str, np.ndarray]:
         missing = {"probs", "probs_flip", "labels"} - set(data.files)
         if missing:
             raise ValueError(f"{path} lacks {', '.join(sorted(missing))}: re-run python -m trainer.evaluate")
-        return {k: data[k].astype(np.float64) if k != "labels" else data[k] for k in ("probs", "probs_flip", "labels")}
+        pred = {k: data[k].astype(np.float64) if k != "labels" else data[k] for k in ("probs", "probs_flip", "labels")}
+    expected = (len(pred["labels"]), NUM_CLASSES)
+    if pred["probs"].shape != expected or pred["probs_flip"].shape != expected:
+        raise ValueError(f"{path} holds probabilities of shape {pred['probs'].shape} for "
+                         f"{len(pred['labels'])} labels: re-run python -m trainer.evaluate")
+    return pred
 
 
 def require_same_test_set(preds: list[dict[str, np.ndarray]]) -> None:
-    labels = preds[0]["labels"]
-    if any(p["probs"].shape != preds[0]["probs"].shape or not np.array_equal(p["labels"], labels) for p in preds):
+    if not same_test_images(*(p["labels"] for p in preds)):
         raise ValueError("the models were evaluated on different test sets; re-evaluate them on the same data")
 
 

@@ -47,6 +47,13 @@ def most_confused_pairs(cm, class_names=CLASS_NAMES, top: int = 5) -> list[dict]
              "count": int(cm.flat[i])} for i in order if cm.flat[i] > 0]
 
 
+def same_test_images(*labels: np.ndarray) -> bool:
+    """Whether predictions were scored on the same test images, in the same order: the condition for
+    comparing or averaging them image by image. Equal label sequences are the evidence available."""
+    first = np.asarray(labels[0])
+    return all(np.array_equal(np.asarray(other), first) for other in labels[1:])
+
+
 def exact_mcnemar_p(only_a: int, only_b: int) -> float:
     """Two-sided p-value of `only_a` vs `only_b` discordant images under a fair coin."""
     n, k = only_a + only_b, min(only_a, only_b)

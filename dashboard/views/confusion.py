@@ -7,7 +7,7 @@ import streamlit as st
 from PIL import Image
 
 from dashboard import common as c
-from trainer.metrics import confusion_matrix, paired_test
+from trainer.metrics import confusion_matrix, paired_test, same_test_images
 
 CLASSES = list(c.CLASS_NAMES)
 
@@ -205,7 +205,7 @@ with st.expander("Compare with another model", icon=":material/compare_arrows:")
         except c.DashboardDataError as exc:
             c.show_problem(str(exc), icon=":material/error:")
         else:
-            if not np.array_equal(rival_labels, labels):
+            if not same_test_images(rival_labels, labels):
                 c.show_problem(f"{entry.name} and {rival.name} were evaluated on different test images, "
                                "so they cannot be compared image by image. Re-evaluate both on the same data.",
                                icon=":material/error:")
