@@ -1,0 +1,69 @@
+"""The committed classifiers and tuning summaries agree with each other.
+
+REPORT.md and README.md quote metrics.json and tuning/*.json; these checks catch a model committed
+without its evaluation, a metrics.json left from older weights' predictions, or a comparison file
+not rewritten after a model changed. Numpy only: no model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.compare import paired_comparison
+from trainer.ensemble import ensemble_accuracy, load_predictions
+from trainer.metrics import confusion_matrix
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODELS = sorted(p.parent for p in (REPO_ROOT / "saved_models").glob("*/model.tflite"))
+# What `trainer.train`, `trainer.quantize` and `trainer.evaluate` leave in a model folder (docs/ARTIFACTS.md).
+EXPECTED_FILES = ("model.keras", "model.tflite", "model_int8.tflite", "config.json", "training.json",
+                  "metrics.json", "report.md", "confusion_matrix.png", "test_predictions.npz")
+
+
+def test_the_deliverable_and_its_peer_are_committed():
+    names = {p.name for p in MODELS}
+    assert {"airnet_sep_cutout8", "resnet20"} <= names, names
+
+
+@pytest.mark.parametrize("model_dir", MODELS, ids=lambda p: p.name)
+def test_metrics_match_the_saved_predictions(model_dir):
+    missing = [f for f in EXPECTED_FILES if not (model_dir / f).is_file()]
+    assert not missing, f"{model_dir.name} lacks {missing}"
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["params"] < 1_000_000 and metrics["within_brief_limits"] is True
+    assert metrics["latency_ms"]["keras"]["median"] <= 20 and metrics["latency_ms"]["tflite"]["median"] <= 20
+
+    pred = load_predictions(model_dir)
+    labels = pred["labels"]
+    assert labels.shape == (10_000,) and np.bincount(labels).tolist() == [1000] * 10
+    assert metrics["accuracy"] == pytest.approx((pred["probs"].argmax(1) == labels).mean(), abs=1e-5)
+    flip = (pred["probs"] + pred["probs_flip"]).argmax(1)
+    assert metrics["accuracy_flip_tta"] == pytest.approx((flip == labels).mean(), abs=1e-5)
+    cm, saved = confusion_matrix(labels, pred["probs"].argmax(1)), np.array(metrics["confusion_matrix"])
+    assert np.array_equal(np.diag(saved), np.diag(cm)) and np.array_equal(saved.sum(1), cm.sum(1))
+    # The predictions are stored in float16, which can swap two near-tied wrong classes of an image.
+    assert np.abs(saved - cm).sum() <= 4, f"{model_dir.name}: confusion matrix from other predictions"
+
+
+@pytest.mark.parametrize("summary", sorted((REPO_ROOT / "tuning").glob("paired_comparisons*.json")),
+                         ids=lambda p: p.stem)
+def test_paired_comparisons_are_current(summary):
+    data = json.loads(summary.read_text())
+    models = REPO_ROOT / "saved_models"
+    baseline = load_predictions(models / data["baseline"])
+    for row in data["results"]:
+        fresh = paired_comparison(baseline, load_predictions(models / row["model"]), row["flip_tta"])
+        assert {**row, **fresh} == row, f"{summary.name}: {row['model']} is stale; re-run trainer.compare"
+
+
+@pytest.mark.parametrize("summary", sorted((REPO_ROOT / "tuning").glob("ensemble*.json")), ids=lambda p: p.stem)
+def test_ensemble_accuracies_are_current(summary):
+    models = REPO_ROOT / "saved_models"
+    for row in json.loads(summary.read_text())["results"]:
+        fresh = ensemble_accuracy([load_predictions(models / name) for name in row["models"]])
+        assert fresh == pytest.approx({k: row[k] for k in fresh}, abs=1e-9), \
+            f"{summary.name}: {row['models']} is stale; re-run trainer.ensemble"
