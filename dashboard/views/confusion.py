@@ -196,7 +196,8 @@ def verdict(a: str, b: str, result: dict, n_images: int) -> str:
                         f"is larger than the luck of which images are in the test set would explain (p = {p:.3f})")
     if abs(diff) > SEED_SPREAD_POINTS:
         return (f"{beyond_test_luck}. It is also larger than the {SEED_SPREAD_POINTS:.2f} points between two "
-                "training runs of one recipe here (REPORT.md, item 37).")
+                "training runs of one recipe here (REPORT.md, item 37), though one pair of runs is only a "
+                "rough gauge of training luck.")
     return (f"{beyond_test_luck}, but not than the luck of training: two training runs of the same recipe "
             f"here differed by {SEED_SPREAD_POINTS:.2f} points, with p = 0.023 (REPORT.md, item 37). "
             "Retrain both before calling one better.")
