@@ -18,7 +18,8 @@ from trainer.ensemble import ensemble_accuracy, load_predictions
 from trainer.metrics import confusion_matrix
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MODELS = sorted(p.parent for p in (REPO_ROOT / "saved_models").glob("*/model.tflite"))
+SAVED_MODELS = REPO_ROOT / "saved_models"
+MODELS = sorted(p.parent for p in SAVED_MODELS.glob("*/model.tflite"))
 # What `trainer.train`, `trainer.quantize` and `trainer.evaluate` leave in a model folder (docs/ARTIFACTS.md).
 EXPECTED_FILES = ("model.keras", "model.tflite", "model_int8.tflite", "config.json", "training.json",
                   "metrics.json", "report.md", "confusion_matrix.png", "test_predictions.npz")
@@ -38,12 +39,12 @@ def test_metrics_match_the_saved_predictions(model_dir):
     assert metrics["latency_ms"]["keras"]["median"] <= 20 and metrics["latency_ms"]["tflite"]["median"] <= 20
 
     pred = load_predictions(model_dir)
-    labels = pred["labels"]
+    labels, plain = pred["labels"], pred["probs"].argmax(1)
     assert labels.shape == (10_000,) and np.bincount(labels).tolist() == [1000] * 10
-    assert metrics["accuracy"] == pytest.approx((pred["probs"].argmax(1) == labels).mean(), abs=1e-5)
+    assert metrics["accuracy"] == pytest.approx((plain == labels).mean(), abs=1e-5)
     flip = (pred["probs"] + pred["probs_flip"]).argmax(1)
     assert metrics["accuracy_flip_tta"] == pytest.approx((flip == labels).mean(), abs=1e-5)
-    cm, saved = confusion_matrix(labels, pred["probs"].argmax(1)), np.array(metrics["confusion_matrix"])
+    cm, saved = confusion_matrix(labels, plain), np.array(metrics["confusion_matrix"])
     assert np.array_equal(np.diag(saved), np.diag(cm)) and np.array_equal(saved.sum(1), cm.sum(1))
     # The predictions are stored in float16, which can swap two near-tied wrong classes of an image.
     assert np.abs(saved - cm).sum() <= 4, f"{model_dir.name}: confusion matrix from other predictions"
@@ -53,17 +54,15 @@ def test_metrics_match_the_saved_predictions(model_dir):
                          ids=lambda p: p.stem)
 def test_paired_comparisons_are_current(summary):
     data = json.loads(summary.read_text())
-    models = REPO_ROOT / "saved_models"
-    baseline = load_predictions(models / data["baseline"])
+    baseline = load_predictions(SAVED_MODELS / data["baseline"])
     for row in data["results"]:
-        fresh = paired_comparison(baseline, load_predictions(models / row["model"]), row["flip_tta"])
+        fresh = paired_comparison(baseline, load_predictions(SAVED_MODELS / row["model"]), row["flip_tta"])
         assert {**row, **fresh} == row, f"{summary.name}: {row['model']} is stale; re-run trainer.compare"
 
 
 @pytest.mark.parametrize("summary", sorted((REPO_ROOT / "tuning").glob("ensemble*.json")), ids=lambda p: p.stem)
 def test_ensemble_accuracies_are_current(summary):
-    models = REPO_ROOT / "saved_models"
     for row in json.loads(summary.read_text())["results"]:
-        fresh = ensemble_accuracy([load_predictions(models / name) for name in row["models"]])
+        fresh = ensemble_accuracy([load_predictions(SAVED_MODELS / name) for name in row["models"]])
         assert fresh == pytest.approx({k: row[k] for k in fresh}, abs=1e-9), \
             f"{summary.name}: {row['models']} is stale; re-run trainer.ensemble"

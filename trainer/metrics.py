@@ -14,13 +14,19 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 
     return np.bincount(y_true * num_classes + y_pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
+def class_recall(cm: np.ndarray) -> np.ndarray:
+    """Per-class accuracy: the share of each true class predicted right (0 for an empty class)."""
+    support = cm.sum(1)
+    return np.divide(np.diag(cm), support, out=np.zeros(len(cm)), where=support > 0)
+
+
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names=CLASS_NAMES) -> dict:
     cm = confusion_matrix(y_true, y_pred, len(class_names))
     tp = np.diag(cm).astype(float)
     support = cm.sum(1)
     predicted = cm.sum(0)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    recall = class_recall(cm)
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
     per_class = [

@@ -7,7 +7,7 @@ import streamlit as st
 from PIL import Image
 
 from dashboard import common as c
-from trainer.metrics import confusion_matrix, paired_test, same_test_images
+from trainer.metrics import class_recall, confusion_matrix, paired_test, same_test_images
 
 CLASSES = list(c.CLASS_NAMES)
 
@@ -31,12 +31,6 @@ try:
 except c.DashboardDataError as exc:
     c.show_problem(str(exc), icon=":material/error:")
     st.stop()
-
-
-def class_recall(cm: np.ndarray) -> np.ndarray:
-    """Per-class accuracy: the share of each true class predicted right (0 for an empty class)."""
-    support = cm.sum(1)
-    return np.divide(np.diag(cm), support, out=np.zeros(len(cm)), where=support > 0)
 
 
 pred = probs.argmax(1)
