@@ -41,6 +41,8 @@ LATENCY_LIMIT_MS = 20.0
 
 from trainer.artifacts import cpu_name as cpu_model  # noqa: E402,F401  (needs REPO_ROOT on sys.path)
 from trainer.data import CLASS_NAMES  # noqa: E402,F401
+from trainer.predictions import FILENAME as PREDICTIONS_FILE  # noqa: E402
+from trainer.predictions import load_predictions  # noqa: E402
 
 # Uploads: anything bigger is refused with a message, before decoding.
 MAX_UPLOAD_MB = 20
@@ -161,7 +163,7 @@ class ModelEntry:
 
     @property
     def has_predictions(self) -> bool:
-        return (self.path / "test_predictions.npz").is_file()
+        return (self.path / PREDICTIONS_FILE).is_file()
 
     @property
     def has_tflite(self) -> bool:
@@ -414,26 +416,20 @@ def test_set() -> tuple[np.ndarray, np.ndarray, str]:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _predictions_cached(path: str, mtime: int) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        probs = np.asarray(z["probs"], dtype=np.float32)
-        labels = np.asarray(z["labels"], dtype=np.int64).reshape(-1)
-    if probs.ndim != 2 or probs.shape[1] != len(CLASS_NAMES) or probs.shape[0] != labels.shape[0]:
-        raise ValueError(f"unexpected shapes probs {probs.shape}, labels {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
-        raise ValueError("labels outside 0-9")
-    return probs, labels
+def _predictions_cached(model_dir: str, mtime: int) -> tuple[np.ndarray, np.ndarray]:
+    pred = load_predictions(Path(model_dir), need_flip=False)  # the page shows plain predictions only
+    return pred["probs"].astype(np.float32), pred["labels"]
 
 
 def predictions(entry: ModelEntry) -> tuple[np.ndarray, np.ndarray]:
     """(probs float32 (N,10), labels) from test_predictions.npz, or DashboardDataError."""
-    f = entry.path / "test_predictions.npz"
+    f = entry.path / PREDICTIONS_FILE
     if not f.is_file():
         raise DashboardDataError(
             f"{entry.name} has no saved test predictions yet. Run "
             f"`python -m trainer.evaluate {display_path(entry.path)}` to create them.")
     try:
-        return _predictions_cached(str(f), f.stat().st_mtime_ns)
+        return _predictions_cached(str(entry.path), f.stat().st_mtime_ns)
     except Exception as exc:  # zip/npz faults come in many types
         raise DashboardDataError(
             f"The saved test predictions of {entry.name} could not be read ({exc}). "

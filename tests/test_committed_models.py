@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from trainer.compare import paired_comparison
-from trainer.ensemble import ensemble_accuracy, load_predictions
+from trainer.ensemble import ensemble_accuracy
 from trainer.metrics import confusion_matrix
+from trainer.predictions import load_predictions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAVED_MODELS = REPO_ROOT / "saved_models"

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from trainer import cli
-from trainer.ensemble import load_predictions, require_same_test_set
+from trainer.ensemble import require_same_test_set
 from trainer.metrics import paired_test
+from trainer.predictions import load_predictions
 
 
 def parse_args(argv=None):

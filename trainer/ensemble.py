@@ -2,7 +2,7 @@
 
     python -m trainer.ensemble saved_models/airnet_sep saved_models/resnet20 saved_models/sepnet_hybrid
 
-Reads each model's test_predictions.npz (written by `python -m trainer.evaluate`), averages the
+Reads each model's test_predictions.npz (trainer/predictions.py) (written by `python -m trainer.evaluate`), averages the
 softmax outputs, with and without each model's flipped-image outputs, and reports every subset of
 two or more models. Together the models break the 1M-parameter limit, so an ensemble is not a
 deliverable; it measures what a teacher built from them could pass on.
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from trainer import cli
-from trainer.data import NUM_CLASSES
 from trainer.metrics import same_test_images
+from trainer.predictions import load_predictions
 
 
 def parse_args(argv=None):
@@ -31,23 +31,6 @@ def parse_args(argv=None):
     if len(args.models) < 2:
         p.error("an ensemble needs at least two models")
     return args
-
-
-def load_predictions(model_dir: Path) -> dict[str, np.ndarray]:
-    path = model_dir / "test_predictions.npz"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {model_dir} an evaluated classifier? "
-                                f"(python -m trainer.evaluate {model_dir} writes it)")
-    with np.load(path) as data:
-        missing = {"probs", "probs_flip", "labels"} - set(data.files)
-        if missing:
-            raise ValueError(f"{path} lacks {', '.join(sorted(missing))}: re-run python -m trainer.evaluate")
-        pred = {k: data[k].astype(np.float64) if k != "labels" else data[k] for k in ("probs", "probs_flip", "labels")}
-    expected = (len(pred["labels"]), NUM_CLASSES)
-    if pred["probs"].shape != expected or pred["probs_flip"].shape != expected:
-        raise ValueError(f"{path} holds probabilities of shape {pred['probs'].shape} for "
-                         f"{len(pred['labels'])} labels: re-run python -m trainer.evaluate")
-    return pred
 
 
 def require_same_test_set(preds: list[dict[str, np.ndarray]]) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import io
 import sys
 import time
 from pathlib import Path
@@ -163,6 +162,8 @@ def main(argv=None) -> int:
     from trainer.macs import count_macs
     from trainer.metrics import classification_report, most_confused_pairs
     from trainer.models import PARAM_LIMIT, load_classifier
+    from trainer.predictions import FILENAME as PREDICTIONS_FILE
+    from trainer.predictions import predictions_bytes
     from trainer.tta import MULTICROP_VIEWS, mirror, multicrop_probs
 
     model = load_classifier(model_dir)
@@ -241,9 +242,7 @@ def main(argv=None) -> int:
 
     save_confusion_png(report["confusion_matrix"], CLASS_NAMES, model_dir / "confusion_matrix.png",
                        f"{name}: {report['accuracy'] * 100:.2f}% top-1")
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, probs=probs.astype(np.float16), probs_flip=probs_flip.astype(np.float16), labels=y)
-    atomic_write_bytes(model_dir / "test_predictions.npz", buffer.getvalue())
+    atomic_write_bytes(model_dir / PREDICTIONS_FILE, predictions_bytes(probs, probs_flip, y))
     write_json(model_dir / "metrics.json", metrics)
     atomic_write_bytes(model_dir / "report.md", render_report(metrics).encode())
 
