@@ -16,6 +16,7 @@ import pytest
 from trainer.compare import paired_comparison
 from trainer.ensemble import ensemble_accuracy
 from trainer.metrics import confusion_matrix
+from trainer.predictions import FILENAME as PREDICTIONS_FILE
 from trainer.predictions import load_predictions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,13 +43,17 @@ def test_metrics_match_the_saved_predictions(model_dir):
     pred = load_predictions(model_dir)
     labels, plain = pred["labels"], pred["probs"].argmax(1)
     assert labels.shape == (10_000,) and np.bincount(labels).tolist() == [1000] * 10
-    assert metrics["accuracy"] == pytest.approx((plain == labels).mean(), abs=1e-5)
+    # Files written before the fourteenth session store float16, whose rounding can turn a near-tie
+    # between two classes (one image of airnet_dense_viewdistill_cutout8), so those may miss by two
+    # images; float32 files must match exactly. Other weights' predictions differ on 5-8% of the images.
+    with np.load(model_dir / PREDICTIONS_FILE) as raw:
+        moved = 2 if raw["probs"].dtype == np.float16 else 0
+    assert metrics["accuracy"] == pytest.approx((plain == labels).mean(), abs=moved / 1e4 + 1e-9)
     flip = (pred["probs"] + pred["probs_flip"]).argmax(1)
-    assert metrics["accuracy_flip_tta"] == pytest.approx((flip == labels).mean(), abs=1e-5)
+    assert metrics["accuracy_flip_tta"] == pytest.approx((flip == labels).mean(), abs=moved / 1e4 + 1e-9)
     cm, saved = confusion_matrix(labels, plain), np.array(metrics["confusion_matrix"])
-    assert np.array_equal(np.diag(saved), np.diag(cm)) and np.array_equal(saved.sum(1), cm.sum(1))
-    # The predictions are stored in float16, which can swap two near-tied wrong classes of an image.
-    assert np.abs(saved - cm).sum() <= 4, f"{model_dir.name}: confusion matrix from other predictions"
+    assert np.array_equal(saved.sum(1), cm.sum(1))
+    assert np.abs(saved - cm).sum() <= 2 * moved, f"{model_dir.name}: confusion matrix from other predictions"
 
 
 @pytest.mark.parametrize("summary", sorted((REPO_ROOT / "tuning").glob("paired_comparisons*.json")),

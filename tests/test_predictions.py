@@ -13,13 +13,13 @@ def _probs(n: int, seed: int = 0) -> np.ndarray:
     return p / p.sum(1, keepdims=True)
 
 
-def test_round_trip_keeps_float16_values_and_labels(tmp_path):
+def test_round_trip_keeps_the_float32_values_and_labels(tmp_path):
     probs, flip, labels = _probs(7), _probs(7, 1), np.array([0, 9, 3, 3, 1, 2, 8])
     (tmp_path / FILENAME).write_bytes(predictions_bytes(probs, flip, labels))
     pred = load_predictions(tmp_path)
     assert pred["probs"].dtype == np.float64 and pred["labels"].dtype == np.int64
-    np.testing.assert_array_equal(pred["probs"], probs.astype(np.float16))
-    np.testing.assert_array_equal(pred["probs_flip"], flip.astype(np.float16))
+    np.testing.assert_array_equal(pred["probs"], probs.astype(np.float32))
+    np.testing.assert_array_equal(pred["probs_flip"], flip.astype(np.float32))
     np.testing.assert_array_equal(pred["labels"], labels)
 
 
