@@ -2,7 +2,7 @@
 
     python -m trainer.ensemble saved_models/airnet_sep saved_models/resnet20 saved_models/sepnet_hybrid
 
-Reads each model's test_predictions.npz (trainer/predictions.py) (written by `python -m trainer.evaluate`), averages the
+Reads each model's test_predictions.npz (written by `python -m trainer.evaluate`), averages the
 softmax outputs, with and without each model's flipped-image outputs, and reports every subset of
 two or more models. Together the models break the 1M-parameter limit, so an ensemble is not a
 deliverable; it measures what a teacher built from them could pass on.

@@ -33,8 +33,8 @@ def predictions_bytes(probs: np.ndarray, probs_flip: np.ndarray, labels: np.ndar
 
 
 def load_predictions(model_dir: Path, need_flip: bool = True) -> dict[str, np.ndarray]:
-    """{"probs", "labels"} and, when the file has it, "probs_flip"; probabilities as float64 so that
-    sums over models are exact. Raises FileNotFoundError or ValueError with the command that mends it."""
+    """{"probs", "labels"} and, when the file has it, "probs_flip"; probabilities as float64, so that
+    sums over models round far less than the stored values. Raises FileNotFoundError or ValueError with the command that mends it."""
     model_dir = Path(model_dir)
     path = model_dir / FILENAME
     if not path.is_file():
