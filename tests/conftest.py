@@ -13,6 +13,14 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def pytest_configure(config):
+    # Keras 3.15 converts tensors with np.array(x) inside its own backend, and numpy 2 warns about
+    # that on every call (about 1,800 lines per run); ours to read are the others.
+    config.addinivalue_line(
+        "filterwarnings",
+        "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning:keras")
+
+
 def run_module(module: str, *args, env=None, timeout=600) -> subprocess.CompletedProcess:
     """Runs `python -m module args` from the repo root, as a user would."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
