@@ -98,6 +98,21 @@ def test_train_resumes_after_interruption(tmp_path, tiny_model_dir):
     assert not (ckpt / "resume").exists()  # checkpoints are cleared after a finished run
 
 
+def test_train_in_bfloat16_saves_a_float32_model(tmp_path):
+    proc = run_module("trainer.train", "--config", "default", "--epochs", 1, "--subset", 200, "--batch-size", 64,
+                      "--precision", "bfloat16", "--out", tmp_path / "out", "--checkpoints", tmp_path / "ckpt",
+                      "--name", "bf16", "--verbose", 0)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import keras
+
+    d = tmp_path / "out" / "bf16"
+    model = keras.saving.load_model(d / "model.keras")
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert json.loads((d / "config.json").read_text())["precision"] == "bfloat16"
+    machine = json.loads((d / "training.json").read_text())["machine"]
+    assert isinstance(machine["bfloat16_instructions"], bool)
+
+
 def test_ablate_scores_variants_on_the_holdout_and_skips_measured_ones(tmp_path):
     config = tmp_path / "small.json"
     config.write_text(json.dumps({"arch": "sepnet", "hyperparameters": {
@@ -131,10 +146,12 @@ def test_ablation_variants_default_to_those_the_architecture_has():
 def test_throughput_measures_each_config(tmp_path):
     out = tmp_path / "throughput.json"
     proc = run_module("trainer.throughput", "default", "resnet20", "tuning/airnet_sep.json",
-                      "--batches", 1, "--batch-size", 16, "--out", out)
+                      "--batches", 1, "--batch-size", 16, "--precision", "float32", "bfloat16", "--out", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())["results"]
-    assert [r["name"] for r in rows] == ["sepnet_default", "resnet20", "airnet_sep"]
+    names = ("sepnet_default", "resnet20", "airnet_sep")
+    assert [(r["name"], r["precision"]) for r in rows] == [
+        (name, precision) for name in names for precision in ("float32", "bfloat16")]
     assert all(r["images_per_second"] > 0 and r["params"] < 1_000_000 for r in rows)
 
 

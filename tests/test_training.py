@@ -85,3 +85,37 @@ def test_lookahead_pulls_fast_weights_to_the_slow_average_every_k_steps():
     model.layers[0].kernel.assign([[100.0], [0.0]])
     la.on_train_end()
     assert float(model.layers[0].kernel[0, 0]) == pytest.approx(expected)  # ends on the slow weights
+
+
+@pytest.fixture
+def float32_after():
+    yield
+    from trainer.training import set_precision
+
+    set_precision("float32")  # the policy is process-wide: later tests must build float32 models
+
+
+def test_bfloat16_computes_in_bfloat16_keeps_float32_weights_and_a_float32_head(float32_after):
+    from trainer.models import build_model
+    from trainer.training import set_precision
+
+    set_precision("bfloat16")
+    model = build_model("airnet", None)
+    convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
+    assert convs and all(layer.compute_dtype == "bfloat16" for layer in convs)
+    assert {w.dtype for w in model.weights} == {"float32"}
+    assert model.get_layer("probs").compute_dtype == "float32"
+    assert model(np.zeros((2, 32, 32, 3), np.float32)).dtype == "float32"
+    with pytest.raises(ValueError, match="unknown precision"):
+        set_precision("float16")
+
+
+def test_cpu_has_bf16_reads_the_cpu_flags(tmp_path):
+    from trainer.artifacts import cpu_has_bf16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
+    assert cpu_has_bf16(cpuinfo)
+    cpuinfo.write_text("flags\t\t: fpu sse avx2 avx512f\n")  # AVX-512 without its BF16 extension
+    assert not cpu_has_bf16(cpuinfo)
+    assert not cpu_has_bf16(tmp_path / "missing")

@@ -90,8 +90,21 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # without one, bfloat16 math is emulated (slow)
+
+
+def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has bfloat16 instructions (False where /proc/cpuinfo cannot be read)."""
+    try:
+        flags = Path(cpuinfo).read_text().split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
 def machine_summary() -> dict:
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform()}
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
+            "bfloat16_instructions": cpu_has_bf16()}
 
 
 def is_classifier_dir(path: Path) -> bool:

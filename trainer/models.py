@@ -66,6 +66,12 @@ def _squeeze_excite(x, channels: int, name: str):
     return layers.Multiply(name=f"{name}_se_scale")([x, s])
 
 
+def probabilities(x):
+    """The classifier head. float32 even when training in bfloat16 (--precision): a softmax rounded
+    to bfloat16's 8 bits would put its errors straight into the loss."""
+    return layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probs")(x)
+
+
 def separable_block(x, channels: int, kernel_size: int, expansion: int, activation: str,
                     squeeze_excite: bool, name: str):
     y = layers.DepthwiseConv2D(kernel_size, padding="same", use_bias=False, name=f"{name}_dw")(x)
@@ -127,7 +133,7 @@ def build_sepnet(hp: dict | None = None, name: str = "sepnet") -> keras.Model:
     x = layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
     if hp["dropout"] > 0:
         x = layers.Dropout(float(hp["dropout"]), name="dropout")(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+    outputs = probabilities(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -152,7 +158,7 @@ def build_resnet20(name: str = "resnet20") -> keras.Model:
                 x = _bn(f"{n}_proj_bn")(x)
             x = layers.ReLU(name=f"{n}_relu2")(layers.Add(name=f"{n}_add")([x, y]))
     x = layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+    outputs = probabilities(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -206,7 +212,7 @@ def build_airnet(hp: dict | None = None, name: str = "airnet") -> keras.Model:
             x = _bn(f"{n}_bn", scale=bool(hp["bn_scale"]))(x)
             x = layers.Activation("gelu", name=f"{n}_act")(x)
     x = layers.GlobalMaxPooling2D(name=FEATURES_LAYER)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+    outputs = probabilities(x)
     model = keras.Model(inputs, outputs, name=name)
     if hp["identity_init"]:
         init_identity(model)

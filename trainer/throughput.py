@@ -1,6 +1,7 @@
 """Training throughput (images per second) of candidate configs on this machine, before a long run.
 
     python -m trainer.throughput best tuning/sepnet_hybrid.json resnet20 --out tuning/throughput.json
+    python -m trainer.throughput tuning/airnet_dense.json --precision float32 bfloat16
 
 Each config trains on random pixels through the real input pipeline and optimiser, in one epoch:
 the first WARMUP_BATCHES batches (graph tracing, oneDNN and tf.data warm-up) are not timed, the
@@ -29,6 +30,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--batches", type=int, default=30, help="timed batches, after the warm-up ones")
     p.add_argument("--threads", type=int, default=0, help="TF threads (0 = all cores)")
+    p.add_argument("--precision", nargs="+", choices=("float32", "bfloat16"), default=["float32"],
+                   help="measure each config at each of these (as trainer.train --precision)")
     p.add_argument("--tuning-dir", type=Path, default=REPO_ROOT / "tuning")
     p.add_argument("--out", type=Path, help="also write the results to this JSON file")
     args = p.parse_args(argv)
@@ -37,14 +40,15 @@ def parse_args(argv=None):
     return args
 
 
-def measure(spec: dict, batch_size: int, batches: int) -> dict:
+def measure(spec: dict, batch_size: int, batches: int, precision: str = "float32") -> dict:
     import keras
     import numpy as np
 
     from trainer.macs import count_macs
     from trainer.models import build_model, check_param_limit
-    from trainer.training import compile_classifier, train_dataset
+    from trainer.training import compile_classifier, set_precision, train_dataset
 
+    set_precision(precision)
     model = build_model(spec["arch"], spec["hyperparameters"])
     params = check_param_limit(model)
     total = WARMUP_BATCHES + batches
@@ -73,11 +77,13 @@ def main(argv=None) -> int:
     results = []
     for config in args.configs:
         spec = resolve_config(config, args.tuning_dir)
-        row = {"config": config, "name": spec["name"], **measure(spec, args.batch_size, args.batches)}
-        results.append(row)
-        print(f"{config}: {row['params']:,} params, {row['macs'] / 1e6:.1f}M MACs, "
-              f"{row['images_per_second']:.0f} img/s (~{row['epoch_minutes_50k']:.1f} min per 50k-image epoch)",
-              flush=True)
+        for precision in args.precision:
+            row = {"config": config, "name": spec["name"], "precision": precision,
+                   **measure(spec, args.batch_size, args.batches, precision)}
+            results.append(row)
+            print(f"{config} ({precision}): {row['params']:,} params, {row['macs'] / 1e6:.1f}M MACs, "
+                  f"{row['images_per_second']:.0f} img/s (~{row['epoch_minutes_50k']:.1f} min per 50k-image "
+                  f"epoch)", flush=True)
     if args.out:
         write_json(args.out, {"batch_size": args.batch_size, "threads": args.threads or "all",
                               "machine": machine_summary(), "results": results})

@@ -63,6 +63,9 @@ def parse_args(argv=None):
                    help="share of the teacher in each image's target, the rest its one-hot label (default 0.9)")
     p.add_argument("--teacher-temperature", type=float, default=1.0,
                    help="Hinton's temperature on the teacher's probabilities (default 1: as stored)")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                   help="bfloat16: Keras mixed precision (bfloat16 math, float32 weights), faster on CPUs "
+                        "with AMX or AVX-512 BF16; the saved model is float32 either way (default float32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="TF threads (0 = all cores)")
     p.add_argument("--data", help="path to cifar-10-python.tar.gz (else $CIFAR10_ARCHIVE, the shared copy, or download)")
@@ -126,13 +129,13 @@ def main(argv=None) -> int:
 
     configure_threads(args.threads)
 
-    from trainer.artifacts import atomic_dir, machine_summary
+    from trainer.artifacts import atomic_dir, cpu_has_bf16, machine_summary
     from trainer.data import balanced_subset, holdout_split, load_cifar10
     from trainer.export import FLOAT_FILENAME, to_tflite
     from trainer.macs import count_macs
     from trainer.models import build_model, check_param_limit
-    from trainer.training import (FlipEpoch, Lookahead, compile_classifier, eval_dataset, steps_per_epoch,
-                                  train_dataset)
+    from trainer.training import (FlipEpoch, Lookahead, compile_classifier, eval_dataset, set_precision,
+                                  steps_per_epoch, train_dataset)
 
     spec = resolve_config(args.config, args.tuning_dir)
     name = args.name or spec["name"]
@@ -165,6 +168,10 @@ def main(argv=None) -> int:
             views = teacher.views[fit]
         targets = soft_labels(teacher.probs[fit], y, args.teacher_weight, args.teacher_temperature)
 
+    if args.precision == "bfloat16" and not cpu_has_bf16():
+        print("warning: this CPU has no bfloat16 instructions (AMX or AVX-512 BF16); --precision bfloat16 "
+              "will be emulated and slower than float32", file=sys.stderr, flush=True)
+    set_precision(args.precision)
     model = build_model(spec["arch"], hp, name=name)
     params = check_param_limit(model)
     if hp.get("whiten_stem"):
@@ -195,7 +202,9 @@ def main(argv=None) -> int:
         verbose=args.verbose,
     )
 
-    # Save a fresh, uncompiled twin: no optimizer state (half the file), nothing custom to load.
+    # Save a fresh, uncompiled float32 twin: no optimizer state (half the file), nothing custom to
+    # load, and the same float32 model whatever --precision trained it.
+    set_precision("float32")
     clean = build_model(spec["arch"], hp, name=name)
     clean.set_weights(model.get_weights())
     with atomic_dir(args.out / name) as tmp:
@@ -204,7 +213,7 @@ def main(argv=None) -> int:
         write_json(tmp / "config.json", {
             "name": name, "arch": spec["arch"], "hyperparameters": hp,
             "trial_id": spec.get("trial_id"), "params": params, "macs": macs, "seed": args.seed,
-            "epochs": args.epochs, "batch_size": args.batch_size, "subset": args.subset,
+            "precision": args.precision, "epochs": args.epochs, "batch_size": args.batch_size, "subset": args.subset,
             "holdout": args.holdout, "cutout": args.cutout,
             "alternating_flip": args.alternating_flip, "ema": args.ema, "lookahead": args.lookahead,
             "teacher": None if not args.teacher else {

@@ -16,6 +16,18 @@ def configure_threads(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
+# --precision: Keras's dtype policy while training. "bfloat16" is Keras mixed precision: layers
+# compute in bfloat16 and keep float32 weights, so the trained weights load into a float32 twin.
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+
+
+def set_precision(precision: str) -> None:
+    """Sets the dtype policy of the layers built after this call."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {sorted(PRECISIONS)}")
+    keras.mixed_precision.set_global_policy(PRECISIONS[precision])
+
+
 PAD = 4  # reflect padding before the 32x32 crop: crop offsets run 0..2 * PAD
 # A view is one augmentation's random draws: crop offsets (dy, dx), flip (0/1), cutout centre (cy, cx).
 # Drawn apart from their use so a teacher can see exactly the view a student will train on.
