@@ -235,3 +235,83 @@ def test_distill_views_cli_and_training_on_its_views(cifar, tmp_path):
     assert not (tmp_path / "out" / "kd_wrong").exists()
     no_cutout = run_module("trainer.distill", tmp_path / "m", "--cutout", 8, "--out", tmp_path / "x.npz")
     assert no_cutout.returncode == 2 and "--cutout needs --views" in no_cutout.stderr
+
+
+def _save_member(folder, seed, conv=False):
+    """A small saved classifier (the real loader checks a 32x32x3 -> 10 model)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    body = [keras.layers.Conv2D(10, 3)] if conv else []
+    member = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255), *body,
+                               keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")])
+    folder.mkdir()
+    member.save(folder / "model.keras")
+    return member
+
+
+def test_mix_targets_is_soft_labels_on_tensors():
+    from trainer.distill import mix_targets
+
+    probs, labels = _teacher(n=8)
+    for weight, temperature in ((0.9, 1.0), (0.5, 3.0), (0.0, 1.0)):
+        online = np.asarray(mix_targets(probs, np.eye(10, dtype=np.float32)[labels], weight, temperature))
+        np.testing.assert_allclose(online, soft_labels(probs, labels, weight, temperature), atol=1e-5)
+
+
+def test_ensemble_teacher_averages_its_members(tmp_path):
+    from trainer.distill import ensemble_teacher
+
+    a, b = _save_member(tmp_path / "a", 0), _save_member(tmp_path / "b", 1, conv=True)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    teacher = ensemble_teacher([tmp_path / "a", tmp_path / "b"])
+    np.testing.assert_allclose(teacher(x).numpy(), (a(x).numpy() + b(x).numpy()) / 2, atol=1e-6)
+    assert not teacher.trainable_weights
+    with pytest.raises(FileNotFoundError, match="not a saved classifier"):
+        ensemble_teacher([tmp_path / "a", tmp_path / "nowhere"])
+
+
+def test_online_distiller_pulls_the_student_to_the_teacher_not_the_labels():
+    import keras
+
+    from trainer.distill import OnlineDistiller
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))  # a teacher that always says class 3, whatever the image
+    teacher = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", kernel_initializer="zeros",
+                                                     bias_initializer=keras.initializers.Constant(
+                                                         np.eye(10)[3] * 20))(keras.layers.Flatten()(inputs)))
+    student = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255),
+                                keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")])
+    model = OnlineDistiller(student, teacher, weight=1.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss=keras.losses.CategoricalCrossentropy(),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    x = np.random.default_rng(0).uniform(0, 255, (64, 32, 32, 3)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[np.zeros(64, int)]  # every label is class 0
+    history = model.fit(x, y, epochs=30, batch_size=32, verbose=0)
+    assert (student.predict(x, verbose=0).argmax(axis=1) == 3).all()
+    assert history.history["accuracy"][-1] == 0.0  # the metric still scores the true labels
+    assert not teacher.trainable_weights and len(model.trainable_weights) == len(student.trainable_weights)
+
+
+def test_train_with_online_teacher_resumes_and_saves_only_the_student(tmp_path):
+    _save_member(tmp_path / "m", 0)
+    common = ["--config", "default", "--epochs", 2, "--subset", 200, "--batch-size", 64, "--out", tmp_path / "out",
+              "--checkpoints", tmp_path / "ckpt", "--name", "online", "--verbose", 0, "--cutout", 8,
+              "--teacher-models", tmp_path / "m", "--teacher-weight", 0.8]
+    first = run_module("trainer.train", *common, env={"TRAINER_STOP_AFTER_EPOCH": "1"})
+    assert first.returncode == 130, first.stderr[-3000:]
+    first_loss = json.loads((tmp_path / "ckpt" / "online" / "epochs.json").read_text())[0]["loss"]
+    second = run_module("trainer.train", *common)
+    assert second.returncode == 0, second.stderr[-3000:]
+    d = tmp_path / "out" / "online"
+    config = json.loads((d / "config.json").read_text())
+    assert config["teacher"] == {"models": [str(tmp_path / "m")], "online": True, "weight": 0.8, "temperature": 1.0}
+    training = json.loads((d / "training.json").read_text())
+    assert training["epochs_run"] == 2 and training["history"]["loss"][0] == round(first_loss, 5)  # resumed
+    from trainer.models import load_classifier
+
+    assert load_classifier(d / "model.keras").count_params() == config["params"]  # no teacher inside
+    both = run_module("trainer.train", *common[:-4], "--teacher", tmp_path / "x.npz",
+                      "--teacher-models", tmp_path / "m")
+    assert both.returncode == 2 and "exclude each other" in both.stderr

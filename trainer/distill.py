@@ -8,8 +8,8 @@
     python -m trainer.train ... --cutout 8 --teacher tuning/distillation/teacher_views.npz
 
 Hinton et al. 2015, offline: the teacher's probabilities are computed once and stored; training then
-mixes them into each image's label (`soft_labels`). Offline because running the teachers inside every
-training step would cost more CPU than the student itself.
+mixes them into each image's label (`soft_labels`). Offline, because running the teachers inside every
+training step costs more CPU than the student itself; the online form below pays that cost.
 
 Two kinds of teacher file:
 - whole image (default): the teacher sees each un-augmented training image and its mirror (flip TTA),
@@ -20,6 +20,11 @@ Two kinds of teacher file:
   views with their own targets: Beyer et al. 2022's "consistent" teaching, with a pool of K views per
   image instead of a fresh one every step.
 Only the training split is read: the teacher's members were trained on it and nothing else.
+
+Online (`trainer.train --teacher-models DIR ...`, no file): the members run inside every training
+step on the very batch the student sees (`OnlineDistiller`), so each epoch's fresh crops, flips and
+cutouts get fresh targets: Beyer et al.'s function matching without a fixed pool, which item 39 of
+REPORT.md found the dense student memorises. It costs the members' forward passes on every step.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+import keras
 import numpy as np
+from keras import ops
 
 from trainer import cli
 from trainer.data import NUM_CLASSES
@@ -122,6 +129,55 @@ def soft_labels(teacher: np.ndarray, labels: np.ndarray, weight: float, temperat
     tempered /= tempered.sum(axis=-1, keepdims=True)
     one_hot = np.eye(NUM_CLASSES)[labels].reshape((len(labels),) + (1,) * (teacher.ndim - 2) + (NUM_CLASSES,))
     return (weight * tempered + (1.0 - weight) * one_hot).astype(np.float32)
+
+
+def mix_targets(teacher, one_hot, weight: float, temperature: float = 1.0):
+    """`soft_labels` on tensors, for the online teacher: weight * teacher(T) + (1 - weight) * one-hot."""
+    tempered = ops.softmax(ops.log(ops.clip(teacher, 1e-8, 1.0)) / temperature, axis=-1)
+    return weight * tempered + (1.0 - weight) * one_hot
+
+
+def ensemble_teacher(model_dirs) -> keras.Model:
+    """The saved classifiers' average softmax output as one frozen model."""
+    from trainer.artifacts import is_classifier_dir
+    from trainer.models import INPUT_SHAPE, load_classifier
+
+    members = []
+    for d in map(Path, model_dirs):
+        if not is_classifier_dir(d):
+            raise FileNotFoundError(f"{d} is not a saved classifier (no model.keras)")
+        members.append(load_classifier(d / "model.keras"))
+        members[-1].trainable = False
+    inputs = keras.Input(INPUT_SHAPE)
+    outputs = [member(inputs, training=False) for member in members]
+    # float32 whatever the training precision: the members are float32 as saved, so is their average.
+    average = outputs[0] if len(outputs) == 1 else keras.layers.Average(dtype="float32")(outputs)
+    return keras.Model(inputs, average, name="teacher")
+
+
+class OnlineDistiller(keras.Model):
+    """Trains `student` towards the teacher's output on each augmented batch, mixed with the labels.
+
+    Only the student's weights train; `student` is what to save. The compiled loss (and its label
+    smoothing) applies to the mixed target, as with stored targets; the compiled metrics still score
+    the true labels.
+    """
+
+    def __init__(self, student: keras.Model, teacher: keras.Model, weight: float, temperature: float = 1.0,
+                 **kwargs):
+        super().__init__(name=f"{student.name}_distiller", **kwargs)
+        self.student, self.teacher = student, teacher
+        self.teacher.trainable = False
+        self.weight, self.temperature = float(weight), float(temperature)
+        self.built = True  # both parts are built models; BackupAndRestore needs a built model before fit
+
+    def call(self, x, training=False):
+        return self.student(x, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        teacher = ops.stop_gradient(ops.cast(self.teacher(x, training=False), "float32"))
+        target = mix_targets(teacher, ops.cast(y, "float32"), self.weight, self.temperature)
+        return super().compute_loss(x, target, y_pred, sample_weight, training)
 
 
 class Teacher(NamedTuple):

@@ -7,6 +7,8 @@
                                                   # distilled (trainer.distill writes the teacher)
     python -m trainer.train --config tuning/airnet_sep.json --cutout 8 --teacher tuning/distillation/teacher_views.npz
                                                   # distilled on stored views (trainer.distill --views)
+    python -m trainer.train --config tuning/airnet_dense.json --cutout 8 --teacher-models saved_models/A saved_models/B
+                                                  # distilled online: the models average on every fresh view
 
 Interrupted runs resume from the last finished epoch when the same command runs again
 (keras.callbacks.BackupAndRestore under checkpoints/<name>/).
@@ -59,6 +61,9 @@ def parse_args(argv=None):
     p.add_argument("--teacher", type=Path,
                    help="distil: a teacher file of `python -m trainer.distill` (soft labels for the training "
                         "split; a file with views replaces the random augmentation with its stored views)")
+    p.add_argument("--teacher-models", type=Path, nargs="+", metavar="MODEL_DIR",
+                   help="distil online: these saved classifiers, averaged, give every augmented batch its targets "
+                        "inside each training step (fresh views every epoch; their forward passes cost time)")
     p.add_argument("--teacher-weight", type=float, default=0.9,
                    help="share of the teacher in each image's target, the rest its one-hot label (default 0.9)")
     p.add_argument("--teacher-temperature", type=float, default=1.0,
@@ -85,6 +90,8 @@ def parse_args(argv=None):
         p.error("--teacher-weight must be in [0, 1]")
     if args.teacher_temperature <= 0:
         p.error("--teacher-temperature must be positive")
+    if args.teacher and args.teacher_models:
+        p.error("--teacher (a stored teacher file) and --teacher-models (an online teacher) exclude each other")
     return args
 
 
@@ -172,13 +179,19 @@ def main(argv=None) -> int:
         print("warning: this CPU has no bfloat16 instructions (AMX or AVX-512 BF16); --precision bfloat16 "
               "will be emulated and slower than float32", file=sys.stderr, flush=True)
     set_precision(args.precision)
-    model = build_model(spec["arch"], hp, name=name)
-    params = check_param_limit(model)
+    student = build_model(spec["arch"], hp, name=name)
+    params = check_param_limit(student)
     if hp.get("whiten_stem"):
         from trainer.models import init_whitening_stem
 
-        init_whitening_stem(model, x[:WHITENING_IMAGES])
-    macs = count_macs(model)
+        init_whitening_stem(student, x[:WHITENING_IMAGES])
+    macs = count_macs(student)
+    model = student
+    if args.teacher_models:
+        from trainer.distill import OnlineDistiller, ensemble_teacher
+
+        model = OnlineDistiller(student, ensemble_teacher(args.teacher_models), args.teacher_weight,
+                                args.teacher_temperature)
     total_steps = steps_per_epoch(len(y), args.batch_size) * args.epochs
     compile_classifier(model, hp, total_steps, ema=args.ema)
     print(f"{name}: {spec['arch']}, {params:,} params, {macs / 1e6:.1f}M MACs; "
@@ -206,7 +219,7 @@ def main(argv=None) -> int:
     # load, and the same float32 model whatever --precision trained it.
     set_precision("float32")
     clean = build_model(spec["arch"], hp, name=name)
-    clean.set_weights(model.get_weights())
+    clean.set_weights(student.get_weights())
     with atomic_dir(args.out / name) as tmp:
         clean.save(tmp / "model.keras")
         (tmp / FLOAT_FILENAME).write_bytes(to_tflite(clean))
@@ -216,10 +229,7 @@ def main(argv=None) -> int:
             "precision": args.precision, "epochs": args.epochs, "batch_size": args.batch_size, "subset": args.subset,
             "holdout": args.holdout, "cutout": args.cutout,
             "alternating_flip": args.alternating_flip, "ema": args.ema, "lookahead": args.lookahead,
-            "teacher": None if not args.teacher else {
-                "file": str(args.teacher), "weight": args.teacher_weight,
-                "temperature": args.teacher_temperature,
-                "views": 0 if teacher.views is None else int(teacher.views.shape[1])},
+            "teacher": teacher_record(args, teacher),
             "data_source": data.source, "train_images": len(y)})
         write_json(tmp / "training.json", {
             "training_time_s": round(log.total_seconds(), 1), "epochs_run": len(log.epochs),
@@ -228,6 +238,17 @@ def main(argv=None) -> int:
     print(f"saved {args.out / name} (training time {log.total_seconds() / 60:.1f} min); "
           f"next: python -m trainer.evaluate {args.out / name}")
     return 0
+
+
+def teacher_record(args, teacher) -> dict | None:
+    """What config.json says about the teacher: a stored file, online models, or None."""
+    if args.teacher_models:
+        return {"models": [str(d) for d in args.teacher_models], "online": True, "weight": args.teacher_weight,
+                "temperature": args.teacher_temperature}
+    if args.teacher:
+        return {"file": str(args.teacher), "weight": args.teacher_weight, "temperature": args.teacher_temperature,
+                "views": 0 if teacher.views is None else int(teacher.views.shape[1])}
+    return None
 
 
 class EpochLog(keras.callbacks.Callback):
