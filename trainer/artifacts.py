@@ -90,7 +90,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # without one, bfloat16 math is emulated (slow)
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # without one, bfloat16 math is emulated
 
 
 def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:

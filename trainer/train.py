@@ -177,7 +177,7 @@ def main(argv=None) -> int:
 
     if args.precision == "bfloat16" and not cpu_has_bf16():
         print("warning: this CPU has no bfloat16 instructions (AMX or AVX-512 BF16); --precision bfloat16 "
-              "will be emulated and slower than float32", file=sys.stderr, flush=True)
+              "is emulated there and may run slower than float32", file=sys.stderr, flush=True)
     set_precision(args.precision)
     student = build_model(spec["arch"], hp, name=name)
     params = check_param_limit(student)
