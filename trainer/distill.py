@@ -124,30 +124,36 @@ def soft_labels(teacher: np.ndarray, labels: np.ndarray, weight: float, temperat
         raise ValueError(f"distillation weight must be in [0, 1], got {weight}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    logits = np.log(np.clip(teacher.astype(np.float64), 1e-8, 1.0)) / temperature
-    tempered = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    tempered /= tempered.sum(axis=-1, keepdims=True)
     one_hot = np.eye(NUM_CLASSES)[labels].reshape((len(labels),) + (1,) * (teacher.ndim - 2) + (NUM_CLASSES,))
-    return (weight * tempered + (1.0 - weight) * one_hot).astype(np.float32)
+    mixed = mix_targets(teacher.astype(np.float64), one_hot, weight, temperature)  # float64 until stored
+    return np.asarray(mixed).astype(np.float32)
 
 
 def mix_targets(teacher, one_hot, weight: float, temperature: float = 1.0):
-    """`soft_labels` on tensors, for the online teacher: weight * teacher(T) + (1 - weight) * one-hot."""
+    """The formula of `soft_labels`, unchecked and on tensors (the online teacher's, in every step)."""
     tempered = ops.softmax(ops.log(ops.clip(teacher, 1e-8, 1.0)) / temperature, axis=-1)
     return weight * tempered + (1.0 - weight) * one_hot
 
 
-def ensemble_teacher(model_dirs) -> keras.Model:
-    """The saved classifiers' average softmax output as one frozen model."""
+def load_members(model_dirs) -> list[keras.Model]:
+    """A teacher's saved classifiers, every folder checked before any model is loaded."""
     from trainer.artifacts import is_classifier_dir
-    from trainer.models import INPUT_SHAPE, load_classifier
+    from trainer.models import load_classifier
 
-    members = []
-    for d in map(Path, model_dirs):
+    dirs = [Path(d) for d in model_dirs]
+    for d in dirs:
         if not is_classifier_dir(d):
             raise FileNotFoundError(f"{d} is not a saved classifier (no model.keras)")
-        members.append(load_classifier(d / "model.keras"))
-        members[-1].trainable = False
+    return [load_classifier(d / "model.keras") for d in dirs]
+
+
+def ensemble_teacher(model_dirs) -> keras.Model:
+    """The saved classifiers' average softmax output as one frozen model."""
+    from trainer.models import INPUT_SHAPE
+
+    members = load_members(model_dirs)
+    for member in members:
+        member.trainable = False
     inputs = keras.Input(INPUT_SHAPE)
     outputs = [member(inputs, training=False) for member in members]
     # float32 whatever the training precision: the members are float32 as saved, so is their average.
@@ -219,16 +225,12 @@ def load_teacher(path: Path, labels: np.ndarray) -> Teacher:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from trainer.artifacts import atomic_write_bytes, is_classifier_dir
+    from trainer.artifacts import atomic_write_bytes
     from trainer.data import load_cifar10
-    from trainer.models import load_classifier
     from trainer.training import draw_views
 
-    for d in args.models:
-        if not is_classifier_dir(d):
-            raise FileNotFoundError(f"{d} is not a saved classifier (no model.keras)")
+    predictors = [batched_predict(member) for member in load_members(args.models)]
     data = load_cifar10(args.data, splits=("train",))
-    predictors = [batched_predict(load_classifier(d / "model.keras")) for d in args.models]
     extra = {}
     if args.views:
         n = len(data.y_train)
