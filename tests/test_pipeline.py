@@ -44,12 +44,14 @@ def test_evaluate_writes_every_metric(tiny_model_dir):
         lat = m["latency_ms"][engine]
         assert 0 < lat["median"] <= lat["p90"] and lat["runs"] == 5
     assert m["file_size_bytes"]["tflite"] > 0 and m["threads"] == 1
+    assert m["tflite_runtime"].startswith("ai-edge-litert ")  # which interpreter the TFLite timings ran on
     assert m["tflite_check"]["agreement"] > 0.95  # the export computes the same function
     preds = np.load(d / "test_predictions.npz")
     assert preds["probs"].shape == (600, 10)
     assert (d / "confusion_matrix.png").stat().st_size > 1000
     report = (d / "report.md").read_text()
     assert "top-1 accuracy" in report and "| cat |" in report
+    assert f"TFLite through {m['tflite_runtime']}" in report
     assert "accuracy" in tiny_model_dir["evaluate"].stdout
 
 

@@ -148,7 +148,7 @@ def render_report(m: dict) -> str:
     lines += ["", "![confusion matrix](confusion_matrix.png)", "",
               f"Latency: batch 1, {lat['keras']['runs']} timed calls after {lat.get('warmup', '?')} warm-up calls, "
               "intra/inter-op threads = 1 set before any TF op, in a separate process "
-              "(`python -m trainer.latency`).", ""]
+              f"(`python -m trainer.latency`); TFLite through {m.get('tflite_runtime') or 'tf.lite.Interpreter'}.", ""]
     return "\n".join(lines)
 
 
@@ -233,6 +233,7 @@ def main(argv=None) -> int:
         "tflite_check": {"images": n_check, "agreement": round(agreement, 4)},
         **({"int8": int8} if int8 else {}),
         "cpu": cpu_name(),
+        "tflite_runtime": latency.get("tflite_runtime"),
         "training_time_s": training.get("training_time_s"),
         "evaluated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

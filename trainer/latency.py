@@ -62,7 +62,7 @@ def measure(model_dir: Path, runs: int = 200, warmup: int = 20, flip_tta: bool =
     import tensorflow as tf
 
     from trainer.artifacts import cpu_name
-    from trainer.export import FLOAT_FILENAME, INT8_FILENAME
+    from trainer.export import FLOAT_FILENAME, INT8_FILENAME, TFLITE_RUNTIME
     from trainer.models import load_classifier
     from trainer.tta import multicrop_probs
 
@@ -95,7 +95,8 @@ def measure(model_dir: Path, runs: int = 200, warmup: int = 20, flip_tta: bool =
                 lambda: (int8(image) + int8(flipped)) / 2, runs, warmup))
             results["tflite_int8_multicrop_tta"] = _stats(_time_calls(
                 lambda: multicrop_probs(int8, image), runs, warmup))
-    results.update({"threads": 1, "batch_size": 1, "warmup": warmup, "cpu": cpu_name()})
+    results.update({"threads": 1, "batch_size": 1, "warmup": warmup, "cpu": cpu_name(),
+                    "tflite_runtime": TFLITE_RUNTIME})
     return results
 
 

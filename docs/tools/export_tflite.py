@@ -62,9 +62,9 @@ class TFLitePart:
     """One interpreter; inputs matched by name fragments so the call order is the Keras one."""
 
     def __init__(self, path, threads, names):
-        import tensorflow as tf
+        from ai_edge_litert.interpreter import Interpreter
 
-        self.it = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+        self.it = Interpreter(model_path=str(path), num_threads=threads)
         self.inputs = self.it.get_input_details()
         self.order = [] if names else list(self.inputs)
         for name in names or ():
