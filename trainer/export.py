@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 # LiteRT: the runtime that replaces tf.lite.Interpreter (which warns it is deprecated); same outputs
-# as tf.lite, bit for bit, on all 42 committed .tflite files (float32 and int8) when it was adopted.
+# as tf.lite, bit for bit, on all 44 committed .tflite files (float32 and int8) when it was adopted.
 from ai_edge_litert.interpreter import Interpreter
 
 TFLITE_RUNTIME = f"ai-edge-litert {version('ai-edge-litert')}"  # recorded beside every TFLite timing
