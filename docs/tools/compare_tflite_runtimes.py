@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,8 +24,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 
-def _call(interpreter_cls, path):
-    interpreter = interpreter_cls(model_path=str(path), num_threads=1)
+def _tf_lite_call(path):
+    """trainer.latency's timed call, built on the old runtime: image -> probabilities, one thread."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=1)
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]["index"]
     out = interpreter.get_output_details()[0]["index"]
@@ -34,29 +36,18 @@ def _call(interpreter_cls, path):
     def call(image):
         interpreter.set_tensor(inp, image)
         interpreter.invoke()
-        return interpreter.get_tensor(out).copy()
+        return interpreter.get_tensor(out)
 
     return call
-
-
-def _median_ms(call, image, runs=500, warmup=50):
-    for _ in range(warmup):
-        call(image)
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call(image)
-        samples.append((time.perf_counter() - start) * 1000.0)
-    return samples
 
 
 def main(names):
     warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation warning, once per interpreter
     import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
 
     from trainer.artifacts import cpu_name
     from trainer.export import TFLITE_RUNTIME
+    from trainer.latency import _tflite_call, _time_calls  # the project's own timed call and timer
     from trainer.training import configure_threads
 
     configure_threads(1)
@@ -66,12 +57,12 @@ def main(names):
     for name in names:
         for filename in ("model.tflite", "model_int8.tflite"):
             path = REPO / "saved_models" / name / filename
-            old, new = _call(tf.lite.Interpreter, path), _call(Interpreter, path)
+            old, new = _tf_lite_call(path), _tflite_call(path)
             diff = max(float(np.abs(old(x).astype(float) - new(x).astype(float)).max()) for x in images)
             old_ms, new_ms = [], []
             for _ in range(3):
-                old_ms += _median_ms(old, images[0])
-                new_ms += _median_ms(new, images[0])
+                old_ms += _time_calls(lambda: old(images[0]), runs=500, warmup=50)
+                new_ms += _time_calls(lambda: new(images[0]), runs=500, warmup=50)
             key = f"{name}/{filename}"
             results[key] = {"max_output_difference": diff, "tf.lite_median_ms": round(float(np.median(old_ms)), 4),
                             "litert_median_ms": round(float(np.median(new_ms)), 4)}
