@@ -3,19 +3,13 @@
     streamlit run dashboard/app.py
 
 Reads the committed artifacts in saved_models/ (override with SAVED_MODELS_DIR) and tuning/
-(override with TUNING_DIR); needs no internet.
+(override with TUNING_DIR); needs no internet. Listens on 127.0.0.1 only
+(dashboard/.streamlit/config.toml).
 """
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import streamlit as st  # noqa: E402
-
-from dashboard import common  # noqa: E402
+from dashboard import caching, discovery, formatting
 
 st.set_page_config(
     page_title="CIFAR-10 model dashboard",
@@ -46,16 +40,28 @@ PAGES = {
 page = st.navigation(PAGES)
 
 # Look and error display are set in dashboard/.streamlit/config.toml.
-common.inject_css()
+formatting.inject_css()
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
 
 with st.sidebar:
-    models, problem = common.discover_models()
-    st.caption(f"Models folder: `{common.display_path(common.models_root())}`")
+    models, problem = discovery.discover_models()
+    st.caption(f"Models folder: `{discovery.display_path(discovery.models_root())}`")
     if problem:
         st.caption(":orange[No classifiers found]")
     else:
-        st.caption(f"{len(models)} classifier{'s' if len(models) != 1 else ''} found")
+        deliverables = sum(m.kind == "deliverable" for m in models)
+        others = sum(m.kind == "model" for m in models)
+        experiments = sum(m.kind == "experiment" for m in models)
+        parts = [plural(deliverables, "deliverable classifier")]
+        if others:
+            parts.append(plural(others, "other saved model"))
+        parts.append(plural(experiments, "experiment"))
+        st.caption(", ".join(parts))
     st.caption("Test set: CIFAR-10, 10,000 images, 10 classes")
 
-common.prefetch_test_set()  # once per server, in the background
+caching.prefetch_test_set()  # once per server, in the background
 page.run()

@@ -1,4 +1,9 @@
-"""Shared fixtures: the real CIFAR-10 archive (loaded once) and a tiny trained model folder."""
+"""Shared fixtures: the real CIFAR-10 archive (loaded once) and a tiny trained model folder.
+
+The project is installed (`pip install -e .`, a line of requirements.txt), so `trainer` imports
+from anywhere; `run_module` is imported by the test files from this folder, which pytest's
+rootdir-based collection puts on the path.
+"""
 
 from __future__ import annotations
 
@@ -43,14 +48,17 @@ def tiny_model_dir(tmp_path_factory):
     search = run_module("trainer.search", "--max-trials", 2, "--subset", 200, "--val-size", 100,
                         "--epochs", 1, "--batch-size", 64, "--tuning-dir", tuning, "--verbose", 0)
     assert search.returncode == 0, search.stderr[-3000:]
-    train = run_module("trainer.train", "--epochs", 1, "--subset", 300, "--batch-size", 64,
+    train = run_module("trainer.train", "--recipe", "best", "--epochs", 1, "--subset", 300, "--batch-size", 64,
                        "--tuning-dir", tuning, "--out", out, "--checkpoints", root / "ckpt",
                        "--name", "tiny", "--verbose", 0)
     assert train.returncode == 0, train.stderr[-3000:]
     model_dir = out / "tiny"
     quantize = run_module("trainer.quantize", model_dir, "--calibration", 20)
     assert quantize.returncode == 0, quantize.stderr[-3000:]
-    evaluate = run_module("trainer.evaluate", model_dir, "--runs", 5, "--warmup", 1, "--limit", 600)
+    # A smoke evaluation on part of the test split: its files go to a folder of their own.
+    results = root / "evaluation"
+    results.mkdir()
+    evaluate = run_module("trainer.evaluate", model_dir, "--runs", 5, "--warmup", 1, "--limit", 600, "--out", results)
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]
-    return {"dir": model_dir, "tuning": tuning, "search": search, "train": train, "quantize": quantize,
-            "evaluate": evaluate}
+    return {"dir": model_dir, "results": results, "tuning": tuning, "search": search, "train": train,
+            "quantize": quantize, "evaluate": evaluate}

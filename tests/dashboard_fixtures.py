@@ -1,12 +1,16 @@
 """Tiny artifacts that follow docs/ARTIFACTS.md, for the dashboard tests.
 
 `make_models_root(root)` writes:
+  DELIVERABLES.json  the manifest: tiny is the shipped classifier, broken the "most accurate"
   tiny/        a real (tiny) Keras classifier: model.keras, model.tflite, config.json,
                training.json, metrics.json, report.md, test_predictions.npz
   broken/      config.json with an arch, a garbage model.keras and an unreadable metrics.json
   text2image/  a real untrained tiny text-to-image model (when trainer.diffusion exists), which
                the classifier pages must skip
-`make_tuning_root(root)` writes tuning/summary.csv and summary.json with a few trials.
+`make_tuning_root(root)` writes tuning/summary.csv and summary.json with a few trials, and
+tuning/experiments/ (figures only, no weights): seed_a and seed_b, one recipe at two seeds
+(0.80 and 0.806: a 0.60-point spread; seed_b's metrics.json predates the "test_images" field), and
+smoke, evaluated on 20 test images.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ def make_models_root(root: Path) -> Path:
                             "tflite": (tiny / "model.tflite").stat().st_size},
         "latency_ms": {"keras": {"median": 1.5, "p90": 1.9, "runs": 50},
                        "tflite": {"median": 0.2, "p90": 0.3, "runs": 50}},
-        "threads": 1, "cpu": "fixture CPU", "training_time_s": 12.5,
+        "threads": 1, "cpu": "fixture CPU", "training_time_s": 12.5, "test_images": int(labels.size),
         "evaluated_at": "2026-11-23T12:00:00+00:00"})
     (tiny / "report.md").write_text("# tiny\n\nA fixture model.\n", encoding="utf-8")
 
@@ -109,6 +113,12 @@ def make_models_root(root: Path) -> Path:
     (broken / "model.keras").write_bytes(b"this is not a zip file")
     (broken / "metrics.json").write_text("{ not json", encoding="utf-8")
 
+    write_json(root / "DELIVERABLES.json", {
+        "classifier": {"name": "tiny", "role": "The fixture's shipped classifier."},
+        "most_accurate": {"name": "broken", "role": "A damaged model folder."},
+        "peer": {"name": "no_such_model", "role": "Named in the manifest but not saved."},
+        "text_to_image": {"name": "text2image", "role": "The fixture's text-to-image model."}})
+
     t2i = root / "text2image"
     if not make_text2image(t2i):  # a stand-in folder: classifier pages must skip it either way
         t2i.mkdir(exist_ok=True)
@@ -117,7 +127,8 @@ def make_models_root(root: Path) -> Path:
         "prompt_accuracy": {"accuracy": 0.42, "chance": 0.1},
         "frechet_distance": {"generated_vs_test": 55.0},
         "seconds_per_image": {"steps": 50, "median_s": 0.8},
-        "params": {"total": 1_234_567}, "training_time_s": 3600.0})
+        "params": {"total": 1_234_567}, "training_time_s": 3600.0,
+        "judge": {"name": "fixture_judge", "accuracy": 0.929}})
     return root
 
 
@@ -142,7 +153,40 @@ def make_tuning_root(root: Path) -> Path:
         w.writeheader()
         w.writerows(rows)
     write_json(root / "summary.json", rows)
+    make_experiments(root / "experiments")
     return root
+
+
+def make_experiments(root: Path) -> None:
+    labels = _test_labels()
+    recipe = {"arch": "tiny_cnn", "hyperparameters": {"width": 16}, "epochs": 2, "batch_size": 32}
+    for name, seed, right_per_class, with_count in (("seed_a", 0, 800, True), ("seed_b", 1, 806, False),
+                                                    ("smoke", 0, None, True)):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "config.json", {"name": name, **recipe, "seed": seed,
+                                            **({"teacher": None} if name == "seed_b" else {})})
+        write_json(folder / "training.json", {"training_time_s": 600.0, "epochs_run": 1})
+        if right_per_class is None:  # a smoke run: 20 images
+            cm = np.eye(10, dtype=int) * 2
+            metrics = {"name": name, "accuracy": 1.0, "confusion_matrix": cm.tolist(), "test_images": 20}
+        else:
+            cm = np.zeros((10, 10), int)
+            for k in range(10):
+                cm[k, k], cm[k, (k + 1) % 10] = right_per_class, 1000 - right_per_class
+            metrics = {"name": name, "accuracy": right_per_class / 1000, "confusion_matrix": cm.tolist(),
+                       "params": 700, "macs": 55_000,
+                       "latency_ms": {"keras": {"median": 1.4}, "tflite": {"median": 0.2}}}
+            if with_count:
+                metrics["test_images"] = int(labels.size)
+        write_json(folder / "metrics.json", metrics)
+        if name == "seed_a":  # predictions-only: right on 80% of each class, else the next class
+            pred = labels.copy()
+            for k in range(10):
+                idx = np.flatnonzero(labels == k)
+                pred[idx[:len(idx) // 5]] = (k + 1) % 10
+            np.savez_compressed(folder / "test_predictions.npz", probs=np.eye(10, dtype=np.float16)[pred],
+                                labels=labels)
 
 
 def env_for(models_root: Path, tuning_root: Path) -> dict[str, str]:

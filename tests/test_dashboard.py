@@ -18,11 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dashboard_fixtures import shared_artifacts  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from dashboard_fixtures import shared_artifacts
+from streamlit.testing.v1 import AppTest
 
 # Keras' own model building warns about numpy 2's copy keyword; not ours to fix.
 pytestmark = pytest.mark.filterwarnings(
@@ -77,12 +74,16 @@ def test_overview_cards_and_scatter():
     assert at.title[0].value == "Model overview"
     md = texts(at.markdown)
     assert "tiny" in md and "broken" in md
+    assert "The fixture's shipped classifier." in md, "a deliverable's card says what it is for"
     assert "text2image" not in md, "the diffusion folder must not appear as a classifier"
     assert "Text-to-image model" in md and "Prompt accuracy" in md  # its own small card
     # the broken model gets a friendly message on its card
     warnings = texts(at.warning)
     assert "model.keras is damaged" in warnings and "metrics.json could not be read" in warnings
-    assert {m.label for m in at.metric} >= {"Models", "Best accuracy"}
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Shipped classifier"].endswith("%") and metrics["Experiments"] == "3"
+    assert "Best accuracy" not in metrics, "no model is called the best by accuracy"
+    assert "2 deliverable classifiers, 3 experiments" in texts(at.sidebar.caption)
     assert len(at.get("plotly_chart")) == 2
     # interaction: show TFLite latency instead of Keras
     assert "Latency (Keras)" in md
@@ -90,9 +91,22 @@ def test_overview_cards_and_scatter():
     assert not at.exception
     assert "Latency (TFLite)" in texts(at.markdown)
     # the card's report opens in a dialog
-    at.button(key="report_tiny").click().run()
+    at.button(key="report_deliverable_tiny").click().run()
     assert not at.exception
     assert "A fixture model." in texts(at.markdown)
+
+
+def test_overview_experiments_are_filterable_and_smoke_runs_flagged():
+    at = open_page()
+    table = at.dataframe[0].value
+    assert sorted(table["experiment"]) == ["seed_a", "seed_b", "smoke"]
+    smoke = table.set_index("experiment").loc["smoke"]
+    assert "only 20 test images" in smoke["note"]
+    # seed_b has no "test_images" field: its confusion matrix (10,000 images) stands in
+    assert table.set_index("experiment").loc["seed_b", "test images"] == 10_000
+    assert "smoke run" not in table.set_index("experiment").loc["seed_b", "note"]
+    at.text_input(key="overview_filter").input("seed").run()
+    assert sorted(at.dataframe[0].value["experiment"]) == ["seed_a", "seed_b"]
 
 
 @pytest.mark.parametrize("state", ["missing", "empty"])
@@ -101,6 +115,7 @@ def test_overview_without_models(tmp_path, monkeypatch, state):
     if state == "empty":
         root.mkdir()
     monkeypatch.setenv("SAVED_MODELS_DIR", str(root))
+    monkeypatch.setenv("TUNING_DIR", str(tmp_path / "no_tuning"))
     at = open_page()
     assert ("No models folder" if state == "missing" else "holds no classifiers") in texts(at.info)
 
@@ -108,11 +123,11 @@ def test_overview_without_models(tmp_path, monkeypatch, state):
 # ------------------------------------------------------------------ 2. Confusion explorer
 
 
+@pytest.mark.skipif(not has_cifar(), reason="needs the offline CIFAR-10 archive")
 def test_confusion_explorer_cell_and_gallery():
     at = open_page("confusion")
     assert at.title[0].value == "Confusion matrix explorer"
-    assert at.selectbox(key="cm_model").value == "tiny"  # the broken model has no predictions
-    assert "nothing to compare it with" in texts(at.info)
+    assert at.selectbox(key="cm_model").value == "tiny"  # the manifest's shipped classifier
     assert len(at.get("plotly_chart")) >= 3  # heatmap, P/R/F1 bars, accuracy bars
     assert at.segmented_control(key="cm_mode").value == "Counts"
     at.segmented_control(key="cm_mode").set_value("Normalised").run()
@@ -121,11 +136,37 @@ def test_confusion_explorer_cell_and_gallery():
     at.selectbox(key="cm_pred").set_value("dog").run()
     assert not at.exception
     assert at.subheader[-1].value.startswith("cat → dog:")
-    if has_cifar():
-        assert len(at.image) > 0, "the gallery shows no images"
-        assert "dog" in at.image[0].proto.imgs[0].caption
-    else:
-        assert "cannot be shown" in texts(at.info)
+    assert len(at.image) > 0, "the gallery shows no images"
+    assert "dog" in at.image[0].proto.imgs[0].caption
+
+
+def test_confusion_metrics_come_from_trainer_metrics(artifacts):
+    from trainer.metrics import classification_report
+
+    with np.load(artifacts[0] / "tiny" / "test_predictions.npz") as z:
+        report = classification_report(z["labels"], z["probs"].astype(np.float32).argmax(1))
+    at = open_page("confusion")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Accuracy"] == f"{100 * report['accuracy']:.1f}%"
+    assert metrics["Macro F1"] == f"{100 * report['macro_avg']['f1']:.1f}%"
+
+
+def test_confusion_flags_a_smoke_run(artifacts, tmp_path, monkeypatch):
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "config.json").write_text('{"name": "small", "arch": "tiny_cnn"}')
+    labels = np.arange(20) % 10
+    np.savez(small / "test_predictions.npz", probs=np.eye(10)[labels], labels=labels)
+    monkeypatch.setenv("SAVED_MODELS_DIR", str(tmp_path))
+    at = open_page("confusion")
+    assert "only 20 test images" in texts(at.warning)
+
+
+def test_confusion_opens_an_experiment():
+    at = open_page("confusion")
+    at.selectbox(key="cm_model").set_value("seed_a").run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Accuracy"] == "80.0%"
 
 
 def test_confusion_pair_shortcut():
@@ -224,16 +265,117 @@ def test_try_it_huge_image():
     at = open_page("try_it")
     at.file_uploader[0].set_value(("huge.png", buf.getvalue(), "image/png")).run()
     assert not at.exception
-    assert "megapixels" in texts(at.error)
+    assert "9,000×5,000 pixels" in texts(at.error) and "megapixels" in texts(at.error)
+
+
+def test_try_it_refuses_a_long_side_before_decoding(monkeypatch):
+    from dashboard import uploads
+
+    def no_decoding(*a, **k):
+        raise AssertionError("the picture was decoded")
+
+    data = png_bytes(5000, 100)  # 0.5 megapixels, but one side over the limit
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    with pytest.raises(uploads.BadImage, match="5,000×100 pixels"):
+        uploads.decode_upload(data)
+
+
+def test_upload_limit_is_one_number():
+    """Streamlit's server.maxUploadSize, the uploader's limit and help, and the refusal agree."""
+    import tomllib
+
+    from dashboard import uploads
+
+    config = tomllib.loads((Path(uploads.__file__).parent / ".streamlit" / "config.toml").read_text())
+    mb = config["server"]["maxUploadSize"]
+    assert uploads.MAX_UPLOAD_MB == mb
+    at = open_page("try_it")
+    assert f"up to {mb} MB" in at.file_uploader[0].help
+    assert f"larger than {mb} MB" in at.file_uploader[0].help
+    at.file_uploader[0].set_value(("big.png", b"\x89PNG" + bytes(mb * 1024 * 1024), "image/png")).run()
+    assert not at.exception
+    assert f"This file is larger than {mb} MB" in texts(at.error)
+
+
+def test_concurrent_decodes_are_capped(monkeypatch):
+    from dashboard import uploads
+
+    active, peak, lock = [0], [0], threading.Lock()
+    real = uploads._decode
+
+    def slow(data):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.2)
+        with lock:
+            active[0] -= 1
+        return real(data)
+
+    monkeypatch.setattr(uploads, "_decode", slow)
+    threads = [threading.Thread(target=uploads.decode_upload, args=(png_bytes(64, 64),)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == uploads.MAX_CONCURRENT_DECODES
+
+
+def noise_png() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_try_it_flags_none_of_these_and_still_shows_the_class(monkeypatch):
+    from trainer import ood
+
+    monkeypatch.setattr(ood, "load_threshold", lambda *a, **k: 0.99)  # the untrained fixture never reaches it
+    at = open_page("try_it")
+    at.file_uploader[0].set_value(("noise.png", noise_png(), "image/png")).run()
+    assert not at.exception
+    assert "Probably none of the ten classes" in texts(at.warning)
+    assert any(m.startswith("### ") for m in (e.value for e in at.markdown)), "the top class is hidden"
+
+
+def test_try_it_no_flag_above_the_threshold(monkeypatch):
+    from trainer import ood
+
+    monkeypatch.setattr(ood, "load_threshold", lambda *a, **k: 0.0)
+    at = open_page("try_it")
+    at.file_uploader[0].set_value(("noise.png", noise_png(), "image/png")).run()
+    assert not at.exception
+    assert "Probably none" not in texts(at.warning)
+
+
+def tiny_answers(models_root: Path, count: int = 300) -> tuple[int, int]:
+    """(index of a test image the fixture model gets right, index of one it gets wrong)."""
+    import keras
+
+    from trainer.data import load_cifar10
+
+    data = load_cifar10(splits=("test",))
+    model = keras.saving.load_model(models_root / "tiny" / "model.keras")
+    pred = np.asarray(model(data.x_test[:count].astype(np.float32))).argmax(1)
+    right = pred == data.y_test[:count]
+    return int(np.flatnonzero(right)[0]), int(np.flatnonzero(~right)[0])
 
 
 @pytest.mark.skipif(not has_cifar(), reason="needs the offline CIFAR-10 archive")
-def test_try_it_test_image():
+def test_try_it_test_image(env):
+    from trainer.data import CLASS_NAMES, load_cifar10
+
+    y = load_cifar10(splits=("test",)).y_test
+    right, wrong = tiny_answers(env[0])
     at = open_page("try_it")
     at.segmented_control(key="try_source").set_value("Test image").run()
-    at.button(key="try_random").click().run()
+    at.number_input(key="try_index").set_value(right).run()
     assert not at.exception
-    assert texts(at.success) or texts(at.warning)  # says whether the model got it right
+    assert f"Correct: this test image is a **{CLASS_NAMES[y[right]]}**" in texts(at.success)
+    assert "Not quite" not in texts(at.warning)
+    at.number_input(key="try_index").set_value(wrong).run()
+    assert f"Not quite: this test image is a **{CLASS_NAMES[y[wrong]]}**" in texts(at.warning)
+    assert not at.success
 
 
 # ------------------------------------------------------------------ 4. Live latency
@@ -250,16 +392,16 @@ def fake_result(kinds=("keras", "tflite")):
 
 
 def test_latency_measure(monkeypatch):
-    from dashboard import common
+    from dashboard import caching, latency
 
     calls = []
 
     def fake(model_dir, runs=200, warmup=20, timeout_s=600):
         calls.append((Path(model_dir).name, runs, warmup))
-        assert common.lock_busy("latency"), "measurements must run under the lock"
+        assert caching.lock_busy("latency"), "measurements must run under the lock"
         return fake_result()
 
-    monkeypatch.setattr(common, "measure_latency", fake)
+    monkeypatch.setattr(latency, "measure_latency", fake)
     at = open_page("latency")
     assert at.title[0].value == "Live latency"
     assert "CPU" in {m.label for m in at.metric}
@@ -274,9 +416,9 @@ def test_latency_measure(monkeypatch):
 
 
 def test_latency_shows_int8_when_the_model_has_one(monkeypatch):
-    from dashboard import common
+    from dashboard import latency
 
-    monkeypatch.setattr(common, "measure_latency",
+    monkeypatch.setattr(latency, "measure_latency",
                         lambda *a, **k: fake_result(("keras", "tflite", "tflite_int8")))
     at = open_page("latency")
     at.button(key="lat_go").click().run()
@@ -286,12 +428,12 @@ def test_latency_shows_int8_when_the_model_has_one(monkeypatch):
 
 
 def test_latency_failure_is_friendly(monkeypatch):
-    from dashboard import common
+    from dashboard import latency
 
     def broken(*a, **k):
         raise RuntimeError("the benchmark process failed: boom")
 
-    monkeypatch.setattr(common, "measure_latency", broken)
+    monkeypatch.setattr(latency, "measure_latency", broken)
     at = open_page("latency")
     at.button(key="lat_go").click().run()
     assert not at.exception
@@ -299,12 +441,12 @@ def test_latency_failure_is_friendly(monkeypatch):
 
 
 def test_latency_lock_serialises():
-    from dashboard import common
+    from dashboard import caching
 
     spans = []
 
     def job():
-        with common.exclusive("latency", timeout_s=30):
+        with caching.exclusive("latency", timeout_s=30):
             t0 = time.monotonic()
             time.sleep(0.3)
             spans.append((t0, time.monotonic()))
@@ -320,9 +462,9 @@ def test_latency_lock_serialises():
 
 def test_latency_real_subprocess(env):
     """The real benchmark in a child process, on the tiny model (a few seconds)."""
-    from dashboard import common
+    from dashboard import latency
 
-    res = common.measure_latency(env[0] / "tiny", runs=5, warmup=1)
+    res = latency.measure_latency(env[0] / "tiny", runs=5, warmup=1)
     for k in ("keras", "tflite"):
         assert res[k]["median"] > 0 and len(res[k]["samples_ms"]) == 5
     assert res["threads"] == 1 and res["cpu"]
@@ -362,44 +504,44 @@ def test_search_tolerates_missing_and_partial(tmp_path, monkeypatch):
 
 
 class FakeGenerator:
+    """Draws noise, but reads prompts with trainer.diffusion's real tokenizer and its rules (empty,
+    too long, unknown words), on a vocabulary without "truck"."""
+
     image_size = 32
 
     def __init__(self):
+        from trainer.diffusion.tokenizer import WordTokenizer
+
+        words = ["a", "photo", "of", "red", "white", "green", "ship", "horse", "frog", "cat", "dog"]
+        self.tokenizer = WordTokenizer(["", "[UNK]"] + words, max_length=8)
         self.calls = []
 
-    def generate(self, prompt, seed=0, steps=50, guidance_scale=4.0, on_step=None):
-        if len(prompt) > 100:
-            raise FAKE_API.PromptError("the prompt is longer than 100 characters")
-        self.calls.append((prompt, seed, steps, guidance_scale))
+    def generate_batch(self, prompts, seeds, steps=50, guidance_scale=None, on_step=None):
+        self.tokenizer.encode(prompts)  # raises PromptError as the real model does
+        self.calls.append((prompts[0], list(seeds), steps, guidance_scale))
         for i in range(1, steps + 1):  # 1-based, like trainer.diffusion
             if on_step:
                 on_step(i, steps)
-        rng = np.random.default_rng(seed)
-        return rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        return np.stack([np.random.default_rng(s).integers(0, 256, (32, 32, 3), dtype=np.uint8) for s in seeds])
 
 
 def _make_fake_api():
+    from trainer.diffusion.tokenizer import PromptError
+
     api = types.ModuleType("trainer.diffusion")
-
-    class PromptError(ValueError):
-        pass
-
     api.PromptError = PromptError
     api.generator = FakeGenerator()
-    api.load_text_to_image = lambda model_dir="saved_models/text2image": api.generator
+    api.load_text_to_image = lambda model_dir=None: api.generator
     api.official_weights_dir = lambda: None
     api.load_official = lambda weights_dir: api.generator
     return api
 
 
-FAKE_API = _make_fake_api()
-
-
 @pytest.fixture
 def fake_diffusion(monkeypatch):
-    monkeypatch.setitem(sys.modules, "trainer.diffusion", FAKE_API)
-    FAKE_API.generator.calls.clear()
-    return FAKE_API
+    api = _make_fake_api()
+    monkeypatch.setitem(sys.modules, "trainer.diffusion", api)
+    return api
 
 
 def test_prompt_model_unavailable(monkeypatch):
@@ -408,37 +550,63 @@ def test_prompt_model_unavailable(monkeypatch):
     assert "not available" in texts(at.info)
 
 
-def test_prompt_generates(fake_diffusion):
+def test_prompt_generates_a_grid_of_seeds(fake_diffusion):
     at = open_page("prompt")
     assert at.title[0].value == "Prompt to image"
     assert len(at.text_area) == 1 and len(at.number_input) == 3
-    at.text_area(key="gen_prompt").input("a red car on a road")
+    at.text_area(key="gen_prompt").input("a photo of a red ship")
     at.number_input(key="gen_seed").set_value(7)
     at.number_input(key="gen_steps").set_value(10)
     at.button[0].click().run()  # the form's Generate button
     assert not at.exception and not at.error
-    assert fake_diffusion.generator.calls == [("a red car on a road", 7, 10, 4.0)]
-    assert len(at.image) == 1
+    assert fake_diffusion.generator.calls == [("a photo of a red ship", [7, 8, 9, 10], 10, 4.0)]
+    assert len(at.image) == 4
+    assert [img.proto.imgs[0].caption for img in at.image] == ["seed 7", "seed 8", "seed 9", "seed 10"]
     assert "True size 32×32" in texts(at.caption)
     assert at.get("progress")
 
 
-@pytest.mark.parametrize("prompt,needle", [("   ", "Please type a prompt"),
-                                           ("x" * 150, "cannot be used")])
+@pytest.mark.parametrize("prompt,needle", [
+    ("   ", "Please type a prompt"),
+    ("a photo of a red ship " * 3, "reads at most 8"),  # the tokenizer's own length rule
+    ("a photo of a red truck", "does not know the word 'truck'"),
+])
 def test_prompt_bad_input(fake_diffusion, prompt, needle):
     at = open_page("prompt")
     at.text_area(key="gen_prompt").input(prompt)
     at.button[0].click().run()
     assert not at.exception
     assert needle in texts(at.error)
-    assert not at.image
+    assert not at.image and not fake_diffusion.generator.calls
 
 
-def test_prompt_example_fills_the_box(fake_diffusion):
+def test_prompt_unknown_word_lists_the_vocabulary(fake_diffusion):
     at = open_page("prompt")
-    at.pills(key="gen_example").set_value("a photo of a red truck").run()
+    at.text_area(key="gen_prompt").input("a blue car")
+    at.button[0].click().run()
+    error = texts(at.error)
+    assert "'blue', 'car'" in error
+    assert "cat, dog, frog, green, horse, of, photo, red, ship, white" in error
+
+
+def test_prompt_examples_use_only_known_words(fake_diffusion):
+    tokenizer = fake_diffusion.generator.tokenizer
+    at = open_page("prompt")
+    labels = at.pills(key="gen_example").options  # shown without "a photo of a"
+    assert labels and all(not tokenizer.unknown_words(label) for label in labels)
+    assert "truck" not in " ".join(labels)
+    assert not tokenizer.unknown_words(at.text_area(key="gen_prompt").placeholder.removeprefix("e.g. "))
+    prompt = f"a photo of a {labels[0]}"
+    at.pills(key="gen_example").set_value(prompt).run()
     assert not at.exception
-    assert at.text_area(key="gen_prompt").value == "a photo of a red truck"
+    assert at.text_area(key="gen_prompt").value == prompt
+
+
+def test_prompt_caption_names_the_judge(fake_diffusion):
+    at = open_page("prompt")
+    caption = texts(at.caption)
+    assert "**fixture_judge** (92.9% test accuracy)" in caption
+    assert "report.md" not in caption
 
 
 # A real generation with trainer.diffusion's (untrained, tiny) fixture model runs in

@@ -115,3 +115,18 @@ def test_balanced_subset(cifar):
     assert len(y) == 300 and np.bincount(y).tolist() == [30] * 10
     with pytest.raises(ValueError):
         balanced_subset(cifar.x_train, cifar.y_train, 5)
+
+
+def test_an_oversized_member_is_refused_before_it_is_decompressed(tmp_path, monkeypatch):
+    import trainer.data
+
+    monkeypatch.setattr(trainer.data, "MAX_BATCH_BYTES", 4096)
+    path = tmp_path / "bomb.tar.gz"
+    _make_archive(path, {"data_batch_1": b"\0" * 10_000})  # compresses to a few dozen bytes
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the member was opened for reading")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", no_reading)
+    with pytest.raises(DataError, match="claims 10,000 bytes"):
+        load_cifar10(path, splits=("train",))

@@ -1,4 +1,4 @@
-"""TFLite exports compute the same function as the Keras model they came from."""
+"""TFLite exports compute the same function as the Keras model they came from (float), or nearly (int8)."""
 
 import keras
 import numpy as np
@@ -53,3 +53,13 @@ def test_int8_export_takes_raw_pixels_and_matches_float(peaked_model, tmp_path):
 def test_int8_export_rejects_bad_calibration_images(peaked_model, shape):
     with pytest.raises(ValueError, match="calibration images must have shape"):
         to_tflite_int8(peaked_model, np.zeros(shape, np.float32))
+
+
+def test_float_export_computes_the_keras_models_function(peaked_model, tmp_path):
+    """The float TFLite file against the Keras model itself, image by image (int8 is compared above)."""
+    images = _coloured_images(np.random.default_rng(1), 16)
+    keras_probs = peaked_model.predict(images, verbose=0)
+    tflite_probs = tflite_predict(_interpreter(to_tflite(peaked_model), tmp_path, "model.tflite"), images)
+    assert len(set(keras_probs.argmax(1))) > 1, "the test model must not predict one class only"
+    np.testing.assert_allclose(tflite_probs, keras_probs, atol=1e-4)
+    assert (tflite_probs.argmax(1) == keras_probs.argmax(1)).all()

@@ -1,6 +1,6 @@
 """Tiny CIFAR-10 classifiers (search, train, evaluate) and a small latent diffusion model."""
 
-import os
+from trainer.runtime import quiet_tf
 
-# Quiet TensorFlow's C++ start-up chatter for every entry point; users can override it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before any submodule imports TensorFlow: a command's error is then the only line a user reads.
+quiet_tf()

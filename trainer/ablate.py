@@ -1,7 +1,7 @@
 """One-change-at-a-time ablations of a training recipe, scored on the training split's hold-out.
 
-    python -m trainer.ablate --config tuning/sepnet_hybrid.json            # 5,000 images x 6 epochs
-    python -m trainer.ablate --variants base cutout8 --subset 2000 --epochs 1
+    python -m trainer.ablate                                # the shipped recipe, 5,000 images x 6 epochs
+    python -m trainer.ablate --recipe resnet20 --variants base cutout8 --subset 2000 --epochs 1
 
 Each variant is one `python -m trainer.train` run (a child process, so thread settings and Keras
 state start clean) on a class-balanced subset of the fitting images; its final weights are then
@@ -21,51 +21,26 @@ import time
 from pathlib import Path
 
 from trainer import cli
-from trainer.data import REPO_ROOT
-
-DEFAULT_TUNING = REPO_ROOT / "tuning"
-
-# name -> (what changes, extra train flags, hyperparameter overrides)
-VARIANTS = {
-    "base": ("the recipe as configured", [], {}),
-    "cutout8": ("cutout 8: a 9x9 black square (DeVries & Taylor 2017)", ["--cutout", "8"], {}),
-    "alternating_flip": ("flips alternate per image across epochs instead of a coin toss each epoch (airbench)",
-                         ["--alternating-flip"], {}),
-    "ema": ("EMA of the weights (Keras optimizer use_ema, momentum 0.99)", ["--ema"], {}),
-    "lookahead": ("Lookahead, airbench's form: every 5 steps pull to a slow average (decay up to 0.95^5)",
-                  ["--lookahead"], {}),
-    "wd_searched": ("weight decay 1.08e-4 (the search's proxy value) instead of 5e-4", [],
-                    {"weight_decay": 0.00010799903050891352}),
-    "no_label_smoothing": ("label smoothing 0 instead of 0.1", [], {"label_smoothing": 0.0}),
-    "separable_stage1": ("16x16 stage as separable blocks instead of full 3x3 convs", [],
-                         {"first_stage": "separable"}),
-    # airnet only (variants_for refuses them elsewhere): airbench's frozen BN scale, and what the
-    # separable blocks cost against airbench's own full-conv blocks narrowed under 1M parameters.
-    "learned_bn_scale": ("BatchNorm learns its scale (airbench freezes it at 1)", [], {"bn_scale": True}),
-    "whiten_stem": ("stem set by whitening the data's 2x2 patches, then frozen (airbench)", [], {"whiten_stem": True}),
-    "identity_init": ("block convolutions initialised as identities where shapes allow (airbench's dirac)", [],
-                      {"identity_init": True}),
-    "dense_blocks": ("all three blocks full 3x3 convs (airbench's own), widths 64/160/192, 2 convs each", [],
-                     {"block_types": ["conv", "conv", "conv"], "widths": [64, 160, 192], "convs": [2, 2, 2]}),
-}
-
+from trainer.ablations import VARIANTS, variants_for
+from trainer.constants import REPO_ROOT, TUNING_ROOT
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m trainer.ablate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="tuning/sepnet_hybrid.json", help="base config JSON for trainer.train")
+    p.add_argument("--recipe", "--config", dest="recipe",
+                   help="base recipe, as trainer.train --recipe takes it (default: the shipped classifier's)")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS),
                    help="default: every variant that applies to the config's architecture")
-    p.add_argument("--subset", type=int, default=5000, help="training images per variant")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--subset", type=cli.positive_int, default=5000, help="training images per variant")
+    p.add_argument("--epochs", type=cli.positive_int, default=6)
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of the training split scored")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="TF threads per run (0 = all cores)")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0)
+    p.add_argument("--threads", type=cli.non_negative_int, default=0, help="TF threads per run (0 = all cores)")
     p.add_argument("--data", help="path to cifar-10-python.tar.gz (else $CIFAR10_ARCHIVE, the shared copy, or download)")
-    p.add_argument("--tuning-dir", type=Path, default=DEFAULT_TUNING)
+    p.add_argument("--tuning-dir", type=Path, default=TUNING_ROOT)
     args = p.parse_args(argv)
-    if args.epochs < 1 or args.subset < 20:
-        p.error("--epochs must be at least 1 and --subset at least 20")
+    if args.subset < 20:
+        p.error("--subset must be at least 20")
     if not 0.0 < args.holdout < 1.0:
         p.error("--holdout must be in (0, 1)")
     return args
@@ -81,30 +56,13 @@ def holdout_accuracy(model_dir: Path, x_val, y_val) -> float:
     return float((probs.argmax(axis=1) == y_val).mean())
 
 
-def variants_for(arch: str, requested: list[str] | None) -> list[str]:
-    """The requested variants (default: all that apply), refusing before any training one whose
-    overrides the architecture would silently ignore."""
-    from trainer.train import default_hyperparameters
-
-    known = set(default_hyperparameters(arch))
-    applies = {name: set(spec[2]) <= known for name, spec in VARIANTS.items()}
-    if requested is None:
-        return [name for name in VARIANTS if applies[name]]
-    for name in requested:
-        if not applies[name]:
-            missing = ", ".join(sorted(set(VARIANTS[name][2]) - known))
-            raise ValueError(f"variant {name} does not apply to arch {arch!r} (it has no hyperparameter {missing})")
-    return requested
-
-
 def run_variant(name: str, args, base: dict, x_val, y_val, workdir: Path) -> dict:
     from trainer.artifacts import read_json, write_json
 
     change, flags, overrides = VARIANTS[name]
     config = workdir / f"{name}.json"
-    write_json(config, {**base, "name": name,
-                        "hyperparameters": {**base.get("hyperparameters", {}), **overrides}})
-    cmd = [sys.executable, "-m", "trainer.train", "--config", str(config), "--name", name,
+    write_json(config, {**base, "name": name, "hyperparameters": {**base["hyperparameters"], **overrides}})
+    cmd = [sys.executable, "-m", "trainer.train", "--recipe", str(config), "--name", name,
            "--epochs", str(args.epochs), "--subset", str(args.subset), "--holdout", str(args.holdout),
            "--seed", str(args.seed), "--threads", str(args.threads), "--verbose", "2",
            "--out", str(workdir / "models"), "--checkpoints", str(workdir / "checkpoints"), *flags]
@@ -133,15 +91,20 @@ def write_results(rows: list[dict], budget: dict, tuning_dir: Path) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from trainer.training import configure_threads
-
-    configure_threads(args.threads)
+    from trainer import recipes
     from trainer.artifacts import read_json
+
+    base = recipes.load(args.recipe, args.tuning_dir)
+    variants = variants_for(base["arch"], args.variants)
+    from trainer.architectures import check_config_param_limit
+
+    for name in variants:  # every variant refused before the first one trains
+        check_config_param_limit(base["arch"], {**base["hyperparameters"], **VARIANTS[name][2]}, name)
+    from trainer import runtime
     from trainer.data import holdout_split, load_cifar10
 
-    base = read_json(Path(args.config))
-    variants = variants_for(base.get("arch", "sepnet"), args.variants)
-    budget = {"config": str(args.config), "subset": args.subset, "epochs": args.epochs,
+    runtime.configure(args.threads)
+    budget = {"config": base["name"], "subset": args.subset, "epochs": args.epochs,
               "holdout": args.holdout, "seed": args.seed}
     path = args.tuning_dir / "ablations.json"
     previous = read_json(path) if path.is_file() else {}
@@ -152,7 +115,7 @@ def main(argv=None) -> int:
 
     data = load_cifar10(args.data, splits=("train",))
     *_, x_val, y_val = holdout_split(data.x_train, data.y_train, args.holdout, seed=args.seed)
-    print(f"ablations of {args.config}: {args.subset:,} images x {args.epochs} epochs, "
+    print(f"ablations of {base['name']}: {args.subset:,} images x {args.epochs} epochs, "
           f"scored on {len(y_val):,} hold-out images; data: {data.source}", flush=True)
     with tempfile.TemporaryDirectory(prefix="ablate-") as tmp:
         for name in variants:

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.constants import (ARTIFACT_MARKER, CONFIG_FILENAME, KERAS_FILENAME, MODELS_ROOT,
+                               REPO_ROOT)
+
 
 def _default(obj):
     if isinstance(obj, (np.integer,)):
@@ -60,18 +63,79 @@ def read_json(path) -> dict:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
 
 
+class NotAnArtifactError(ValueError):
+    """atomic_dir was asked to replace a folder this project did not write."""
+
+
+# What a folder written before the marker existed holds: any one of these marks it as ours
+# (a classifier's model, any saved model's config, a diffusion training checkpoint's state).
+_MODEL_FILES = (KERAS_FILENAME, CONFIG_FILENAME, "state.json")
+
+
+def is_artifact_dir(path) -> bool:
+    """A folder atomic_dir wrote (its marker) or a saved model folder (its model or config file)."""
+    path = Path(path)
+    return path.is_dir() and any((path / f).is_file() for f in (ARTIFACT_MARKER, *_MODEL_FILES))
+
+
+def _protected(path: Path) -> bool:
+    """The models root, the repository root, or a folder above either: never replaced."""
+    resolved = path.resolve()
+    for root in (MODELS_ROOT.resolve(), REPO_ROOT.resolve()):
+        if resolved == root or resolved in root.parents:
+            return True
+    return False
+
+
+def clean_stale(final: Path) -> list[Path]:
+    """Removes what a killed atomic_dir left beside `final`: `.NAME.tmp-*` folders, and `.NAME.old`
+    (put back as `final` when the kill came between the two renames and `final` is missing)."""
+    final = Path(final)
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    old = final.with_name(f".{final.name}.old")
+    if old.is_dir() and not final.exists() and is_artifact_dir(old):
+        os.replace(old, final)
+    for stale in [*final.parent.glob(f".{final.name}.tmp-*"), old]:
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+            removed.append(stale)
+    return removed
+
+
+def check_replaceable(final: Path) -> Path:
+    """Refuses (before any work is done) a target atomic_dir may not replace."""
+    final = Path(final)
+    if final.name in ("", ".", "..") or _protected(final):
+        raise NotAnArtifactError(f"refusing to replace {final}: it is the models root, the repository "
+                                 "or a folder above them")
+    if final.exists() and not is_artifact_dir(final):
+        raise NotAnArtifactError(f"refusing to replace {final}: it is not a folder this project wrote "
+                                 f"(no {ARTIFACT_MARKER}, {' or '.join(_MODEL_FILES)}); choose another name or "
+                                 "move it away")
+    return final
+
+
 @contextmanager
 def atomic_dir(final: Path):
-    """Yields a temp folder beside `final`; on success it replaces `final` in one rename."""
-    final = Path(final)
+    """Yields a temp folder beside `final`; on success it replaces `final` in one rename.
+
+    Only folders this project wrote are replaced (see check_replaceable), and each new one gets the
+    marker that lets a later run replace it. Leftovers of a killed earlier run are cleaned first.
+    """
+    final = check_replaceable(Path(final))
     final.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(final)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
     os.chmod(tmp, 0o755)
     try:
         yield tmp
+        (tmp / ARTIFACT_MARKER).write_text("written by trainer.artifacts.atomic_dir\n")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    check_replaceable(final)  # the target may have changed while the body ran
     old = final.with_name(f".{final.name}.old")
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -108,4 +172,4 @@ def machine_summary() -> dict:
 
 
 def is_classifier_dir(path: Path) -> bool:
-    return (Path(path) / "model.keras").is_file()
+    return (Path(path) / KERAS_FILENAME).is_file()

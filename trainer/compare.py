@@ -6,7 +6,7 @@ Compares each later model with the first. Two models scored on the same 10,000 i
 most images are right, or wrong, for both, and only the images where they disagree say which is
 better. Among those, if the two were equally accurate, each image would be a fair coin; the
 two-sided exact binomial p-value says how unlikely the observed split is. That is sharper than
-comparing two accuracies as independent samples (about 0.8 points at 90%, REPORT item 12), but
+comparing two accuracies as independent samples (about 0.8 points at 90% on 10,000 images), but
 it covers test-set sampling only: a second training seed can still move a model by more.
 Reads each model's test_predictions.npz (written by `python -m trainer.evaluate`).
 """
@@ -17,11 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from trainer import cli
-from trainer.ensemble import require_same_test_set
-from trainer.metrics import paired_test
+from trainer.metrics import paired_comparison
 from trainer.predictions import load_predictions
 
 
@@ -30,21 +27,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("baseline", type=Path, help="evaluated model folder the others are compared with")
     p.add_argument("models", nargs="+", type=Path, help="evaluated model folders")
-    p.add_argument("--out", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--out", type=cli.output_file(".json"), help="also write the results to this JSON file")
     return p.parse_args(argv)
-
-
-def paired_comparison(baseline: dict[str, np.ndarray], model: dict[str, np.ndarray], flip_tta: bool) -> dict:
-    require_same_test_set([baseline, model])
-
-    def predicted(pred):
-        return (pred["probs"] + pred["probs_flip"] if flip_tta else pred["probs"]).argmax(1)
-
-    labels = baseline["labels"]
-    base_pred, model_pred = predicted(baseline), predicted(model)
-    # How often the two answer differently at all: between two seeds of one recipe, that is training noise.
-    return {**paired_test(base_pred == labels, model_pred == labels),
-            "answers_differ": round(float((base_pred != model_pred).mean()), 4)}
 
 
 def main(argv=None) -> int:

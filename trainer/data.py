@@ -3,8 +3,7 @@
 Where the archive comes from, in order:
 1. the `archive` argument (the commands' `--data` flag),
 2. the `CIFAR10_ARCHIVE` environment variable,
-3. `../shared/data/cifar-10-python.tar.gz` beside the repository (the offline copy of this
-   workplace, described in that folder's README.md),
+3. `../shared/data/cifar-10-python.tar.gz` beside the repository (an offline copy),
 4. `keras.datasets.cifar10.load_data()`, which downloads the official archive.
 
 The batches are pickles. They are read with a restricted unpickler that builds only the
@@ -23,16 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.constants import REPO_ROOT
+
 CLASS_NAMES = (
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",
 )
 NUM_CLASSES = len(CLASS_NAMES)
 ARCHIVE_ENV = "CIFAR10_ARCHIVE"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_ARCHIVE = REPO_ROOT.parent / "shared" / "data" / "cifar-10-python.tar.gz"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
+MAX_BATCH_BYTES = 64 * 2**20  # one batch pickle is 31 MB; a larger member is refused unread
 # Per-channel statistics of the training split, in 0-255 pixel units; baked into every model.
 TRAIN_MEAN = (125.307, 122.950, 113.865)
 TRAIN_STD = (62.993, 62.089, 66.705)
@@ -103,6 +104,9 @@ def read_archive(path: str | os.PathLike, splits=("train", "test")) -> dict[str,
             for info in tar:
                 base = os.path.basename(info.name)
                 if base in members and info.isfile():
+                    if info.size > MAX_BATCH_BYTES:  # the header's size, read before decompressing
+                        raise DataError(f"CIFAR-10 archive member {info.name} claims {info.size:,} bytes; a batch "
+                                        f"is about 31 MB (limit {MAX_BATCH_BYTES:,}): {path} is not CIFAR-10; {hint}")
                     members[base] = _batch_arrays(unpickle_batch(tar.extractfile(info).read()), base)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise DataError(f"CIFAR-10 archive is corrupt or truncated: {path} ({exc}); {hint}") from exc

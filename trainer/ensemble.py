@@ -15,10 +15,8 @@ import itertools
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from trainer import cli
-from trainer.metrics import same_test_images
+from trainer.metrics import ensemble_accuracy
 from trainer.predictions import load_predictions
 
 
@@ -26,25 +24,11 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m trainer.ensemble", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", type=Path, help="evaluated model folders (at least two)")
-    p.add_argument("--out", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--out", type=cli.output_file(".json"), help="also write the results to this JSON file")
     args = p.parse_args(argv)
     if len(args.models) < 2:
         p.error("an ensemble needs at least two models")
     return args
-
-
-def require_same_test_set(preds: list[dict[str, np.ndarray]]) -> None:
-    if not same_test_images(*(p["labels"] for p in preds)):
-        raise ValueError("the models were evaluated on different test sets; re-evaluate them on the same data")
-
-
-def ensemble_accuracy(preds: list[dict[str, np.ndarray]]) -> dict:
-    require_same_test_set(preds)
-    labels = preds[0]["labels"]
-    plain = sum(p["probs"] for p in preds)
-    flip = plain + sum(p["probs_flip"] for p in preds)
-    return {"accuracy": float((plain.argmax(1) == labels).mean()),
-            "accuracy_flip_tta": float((flip.argmax(1) == labels).mean())}
 
 
 def main(argv=None) -> int:

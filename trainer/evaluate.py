@@ -1,4 +1,4 @@
-"""The brief's test script: every metric of a saved classifier, recomputed on each run.
+"""Every metric of a saved classifier, recomputed on each run.
 
     python -m trainer.evaluate saved_models/<name>
 
@@ -9,7 +9,9 @@ thread (median and p90, Keras through a tf.function and TFLite; flip TTA in both
 TFLite) measured in a child process; throughput at batch 256 on all cores.
 When `python -m trainer.quantize` has written model_int8.tflite, its accuracy on the whole test
 split, its agreement with the Keras model, its size and its latency are reported too.
-Writes metrics.json, report.md, confusion_matrix.png and test_predictions.npz beside the model.
+Writes metrics.json, report.md, confusion_matrix.png and test_predictions.npz beside the model
+(or into --out). A smoke run on part of the test split (--limit) never writes beside the model:
+it prints its figures, and writes them only into an --out folder of their own.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from trainer import cli
+from trainer.constants import (CONFIG_FILENAME, CONFUSION_FILENAME, FLOAT_FILENAME, INT8_FILENAME, KERAS_FILENAME,
+                               MAX_LATENCY_MS, MAX_PARAMS, METRICS_FILENAME, PREDICTIONS_FILENAME, REPORT_FILENAME,
+                               TRAINING_FILENAME, within_latency_limit, within_param_limit)
 
-BRIEF_LATENCY_LIMIT_MS = 20.0
 TFLITE_CHECK_IMAGES = 500
 
 
@@ -33,12 +37,15 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", type=Path, help="a folder written by trainer.train, e.g. saved_models/sepnet_best")
     p.add_argument("--data", help="path to cifar-10-python.tar.gz (else $CIFAR10_ARCHIVE, the shared copy, or download)")
-    p.add_argument("--runs", type=int, default=200, help="timed batch-1 calls per latency figure (>= 200 for reports)")
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--limit", type=int, help="evaluate only the first N test images (smoke tests)")
+    p.add_argument("--runs", type=cli.positive_int, default=200,
+                   help="timed batch-1 calls per latency figure (>= 200 for reports)")
+    p.add_argument("--warmup", type=cli.non_negative_int, default=20)
+    p.add_argument("--limit", type=cli.positive_int,
+                   help="evaluate only the first N test images (smoke tests): nothing is written unless --out")
+    p.add_argument("--out", type=Path, help="write the result files here instead of beside the model")
     args = p.parse_args(argv)
-    if args.runs < 1:
-        p.error("--runs must be at least 1")
+    if args.limit is not None and args.out is not None and args.out.resolve() == args.model_dir.resolve():
+        p.error("--limit results cannot go into the model folder: its metrics are for the whole test split")
     return args
 
 
@@ -87,11 +94,11 @@ def _int8_rows(m: dict) -> list[str]:
         f"| int8 TFLite: top-1 accuracy (all {q['images']:,} images) | {q['accuracy'] * 100:.2f}% "
         f"({(q['accuracy'] - m['accuracy']) * 100:+.2f} points), agrees with Keras on {q['agreement_with_keras'] * 100:.1f}% |",
         f"| int8 TFLite: top-1 accuracy, flip TTA | {q['accuracy_flip_tta'] * 100:.2f}% |",
-        *_optional_row("int8 TFLite: top-1 accuracy, 6-view TTA", q.get("accuracy_multicrop_tta"), _pct),
+        f"| int8 TFLite: top-1 accuracy, 6-view TTA | {_pct(q['accuracy_multicrop_tta'])} |",
         f"| int8 TFLite: file size | {m['file_size_bytes']['tflite_int8'] / 1e6:.2f} MB |",
         f"| latency int8 TFLite, 1 thread | median {lat['median']:.3f} ms, p90 {lat['p90']:.3f} ms |",
         f"| latency int8 TFLite + flip TTA, 1 thread | median {tta['median']:.3f} ms, p90 {tta['p90']:.3f} ms |",
-        *_optional_row("latency int8 TFLite + 6-view TTA, 1 thread", m["latency_ms"].get("tflite_int8_multicrop_tta"), _timing),
+        f"| latency int8 TFLite + 6-view TTA, 1 thread | {_timing(m['latency_ms']['tflite_int8_multicrop_tta'])} |",
     ]
 
 
@@ -101,11 +108,6 @@ def _pct(value: float) -> str:
 
 def _timing(t: dict) -> str:
     return f"median {t['median']:.3f} ms, p90 {t['p90']:.3f} ms"
-
-
-def _optional_row(label: str, value, fmt) -> list[str]:
-    """A table row for a figure that metrics.json files written before it was added lack."""
-    return [] if value is None else [f"| {label} | {fmt(value)} |"]
 
 
 def render_report(m: dict) -> str:
@@ -121,7 +123,7 @@ def render_report(m: dict) -> str:
         "|---|---|",
         f"| top-1 accuracy | {m['accuracy'] * 100:.2f}% |",
         f"| top-1 accuracy, flip TTA | {m['accuracy_flip_tta'] * 100:.2f}% |",
-        *_optional_row("top-1 accuracy, 6-view TTA (flip pair + 1-pixel shifts)", m.get("accuracy_multicrop_tta"), _pct),
+        f"| top-1 accuracy, 6-view TTA (flip pair + 1-pixel shifts) | {_pct(m['accuracy_multicrop_tta'])} |",
         f"| macro precision / recall / F1 | {m['macro_avg']['precision']:.4f} / {m['macro_avg']['recall']:.4f} / {m['macro_avg']['f1']:.4f} |",
         f"| parameters (`count_params()`) | {m['params']:,} |",
         f"| MACs per image | {m['macs'] / 1e6:.2f} M |",
@@ -129,12 +131,12 @@ def render_report(m: dict) -> str:
         f"| latency Keras (tf.function), 1 thread | median {lat['keras']['median']:.3f} ms, p90 {lat['keras']['p90']:.3f} ms |",
         f"| latency TFLite, 1 thread | median {lat['tflite']['median']:.3f} ms, p90 {lat['tflite']['p90']:.3f} ms |",
         f"| latency TFLite + flip TTA, 1 thread | median {lat['tflite_flip_tta']['median']:.3f} ms, p90 {lat['tflite_flip_tta']['p90']:.3f} ms |",
-        *_optional_row("latency TFLite + 6-view TTA, 1 thread", lat.get("tflite_multicrop_tta"), _timing),
+        f"| latency TFLite + 6-view TTA, 1 thread | {_timing(lat['tflite_multicrop_tta'])} |",
         f"| throughput, batch 256, all cores | {m['throughput_img_s']:.0f} img/s |",
         f"| TFLite agrees with Keras (top-1, first {m['tflite_check']['images']} images) | {m['tflite_check']['agreement'] * 100:.1f}% |",
         *_int8_rows(m),
         f"| training time | {training_time} |",
-        f"| brief's limits (< 1M params, <= {BRIEF_LATENCY_LIMIT_MS:.0f} ms) | {'met' if m['within_brief_limits'] else 'NOT met'} |",
+        f"| our targets (< {MAX_PARAMS / 1e6:.0f}M params, <= {MAX_LATENCY_MS:.0f} ms) | {'met' if m['within_brief_limits'] else 'NOT met'} |",
         "",
         "## Per class",
         "",
@@ -146,9 +148,9 @@ def render_report(m: dict) -> str:
     lines += ["", "## Most confused pairs (true -> predicted)", ""]
     lines += [f"- {p['true']} -> {p['predicted']}: {p['count']}" for p in m["most_confused"]]
     lines += ["", "![confusion matrix](confusion_matrix.png)", "",
-              f"Latency: batch 1, {lat['keras']['runs']} timed calls after {lat.get('warmup', '?')} warm-up calls, "
+              f"Latency: batch 1, {lat['keras']['runs']} timed calls after {lat['warmup']} warm-up calls, "
               "intra/inter-op threads = 1 set before any TF op, in a separate process "
-              f"(`python -m trainer.latency`); TFLite through {m.get('tflite_runtime') or 'tf.lite.Interpreter'}.", ""]
+              f"(`python -m trainer.latency`); TFLite through {m['tflite_runtime']}.", ""]
     return "\n".join(lines)
 
 
@@ -157,13 +159,12 @@ def main(argv=None) -> int:
     model_dir = args.model_dir
     from trainer.artifacts import atomic_write_bytes, cpu_name, read_json, write_json
     from trainer.data import CLASS_NAMES, load_cifar10
-    from trainer.export import FLOAT_FILENAME, INT8_FILENAME, tflite_interpreter, tflite_predict
-    from trainer.latency import measure_in_subprocess
+    from trainer.export import tflite_interpreter, tflite_predict
     from trainer.macs import count_macs
     from trainer.metrics import classification_report, most_confused_pairs
-    from trainer.models import PARAM_LIMIT, load_classifier
-    from trainer.predictions import FILENAME as PREDICTIONS_FILE
+    from trainer.models import load_classifier
     from trainer.predictions import predictions_bytes
+    from trainer.timing import measure_in_subprocess
     from trainer.tta import MULTICROP_VIEWS, mirror, multicrop_probs
 
     model = load_classifier(model_dir)
@@ -171,8 +172,11 @@ def main(argv=None) -> int:
     interpreter = tflite_interpreter(tflite_path)  # fail early on a missing/corrupt export
     int8_path = model_dir / INT8_FILENAME
     int8_interpreter = tflite_interpreter(int8_path) if int8_path.is_file() else None
-    config = read_json(model_dir / "config.json") if (model_dir / "config.json").is_file() else {}
-    training = read_json(model_dir / "training.json") if (model_dir / "training.json").is_file() else {}
+    config = read_json(model_dir / CONFIG_FILENAME) if (model_dir / CONFIG_FILENAME).is_file() else {}
+    training = read_json(model_dir / TRAINING_FILENAME) if (model_dir / TRAINING_FILENAME).is_file() else {}
+    out_dir = args.out if args.out is not None else (None if args.limit else model_dir)
+    if out_dir is not None and not out_dir.is_dir():
+        raise FileNotFoundError(f"--out {out_dir} is not a folder")
     name = config.get("name", model_dir.name)
 
     data = load_cifar10(args.data, splits=("test",))
@@ -215,6 +219,7 @@ def main(argv=None) -> int:
     metrics = {
         "name": name,
         "dataset": f"CIFAR-10 test split, {len(y):,} images; source: {data.source}",
+        "test_images": len(y),
         "class_names": list(CLASS_NAMES),
         "accuracy": report["accuracy"],
         "accuracy_flip_tta": round(tta_acc, 5),
@@ -225,27 +230,28 @@ def main(argv=None) -> int:
         "most_confused": most_confused_pairs(report["confusion_matrix"]),
         "params": params,
         "macs": count_macs(model),
-        "file_size_bytes": {"keras": (model_dir / "model.keras").stat().st_size, "tflite": tflite_path.stat().st_size,
+        "file_size_bytes": {"keras": (model_dir / KERAS_FILENAME).stat().st_size, "tflite": tflite_path.stat().st_size,
                             **({"tflite_int8": int8_path.stat().st_size} if int8 else {})},
         "latency_ms": {k: v for k, v in latency.items() if isinstance(v, dict)},
-        "threads": 1,
+        "threads": latency["threads"],  # as TensorFlow reported it in the timing process
         "throughput_img_s": round(throughput(model), 1),
         "tflite_check": {"images": n_check, "agreement": round(agreement, 4)},
         **({"int8": int8} if int8 else {}),
         "cpu": cpu_name(),
-        "tflite_runtime": latency.get("tflite_runtime"),
+        "tflite_runtime": latency["tflite_runtime"],
         "training_time_s": training.get("training_time_s"),
         "evaluated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     metrics["within_brief_limits"] = bool(
-        params < PARAM_LIMIT and metrics["latency_ms"]["keras"]["median"] <= BRIEF_LATENCY_LIMIT_MS)
+        within_param_limit(params) and within_latency_limit(metrics["latency_ms"]["keras"]["median"]))
     metrics["latency_ms"]["warmup"] = args.warmup
 
-    save_confusion_png(report["confusion_matrix"], CLASS_NAMES, model_dir / "confusion_matrix.png",
-                       f"{name}: {report['accuracy'] * 100:.2f}% top-1")
-    atomic_write_bytes(model_dir / PREDICTIONS_FILE, predictions_bytes(probs, probs_flip, y))
-    write_json(model_dir / "metrics.json", metrics)
-    atomic_write_bytes(model_dir / "report.md", render_report(metrics).encode())
+    if out_dir is not None:
+        save_confusion_png(report["confusion_matrix"], CLASS_NAMES, out_dir / CONFUSION_FILENAME,
+                           f"{name}: {report['accuracy'] * 100:.2f}% top-1 on {len(y):,} images")
+        atomic_write_bytes(out_dir / PREDICTIONS_FILENAME, predictions_bytes(probs, probs_flip, y))
+        write_json(out_dir / METRICS_FILENAME, metrics)
+        atomic_write_bytes(out_dir / REPORT_FILENAME, render_report(metrics).encode())
 
     lat = metrics["latency_ms"]
     print(f"\n{name}: accuracy {metrics['accuracy'] * 100:.2f}% (flip TTA {tta_acc * 100:.2f}%, "
@@ -257,7 +263,10 @@ def main(argv=None) -> int:
     if int8:
         print(f"int8 TFLite: accuracy {int8['accuracy'] * 100:.2f}%, agrees with Keras on "
               f"{int8['agreement_with_keras'] * 100:.1f}%, {lat['tflite_int8']['median']:.2f} ms median, 1 thread")
-    print(f"wrote {model_dir}/metrics.json, report.md, confusion_matrix.png, test_predictions.npz")
+    if out_dir is None:
+        print(f"smoke run on {len(y):,} images: nothing written (give --out DIR to keep the files)")
+    else:
+        print(f"wrote {out_dir}/{METRICS_FILENAME}, {REPORT_FILENAME}, {CONFUSION_FILENAME}, {PREDICTIONS_FILENAME}")
     return 0
 
 

@@ -15,8 +15,6 @@ from ai_edge_litert.interpreter import Interpreter
 
 TFLITE_RUNTIME = f"ai-edge-litert {version('ai-edge-litert')}"  # recorded beside every TFLite timing
 
-FLOAT_FILENAME = "model.tflite"
-INT8_FILENAME = "model_int8.tflite"  # written by `python -m trainer.quantize`
 
 
 def _convert(model: keras.Model, configure=None) -> bytes:
@@ -56,7 +54,7 @@ def to_tflite_int8(model: keras.Model, calibration_images) -> bytes:
 
 
 def tflite_interpreter(path, threads: int = 1):
-    """A ready interpreter with a fixed batch-1 input; one thread by default, as the brief times it."""
+    """A ready interpreter with a fixed batch-1 input; one thread by default, as our latency target is measured."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no TFLite model at {path}")

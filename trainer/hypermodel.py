@@ -7,7 +7,9 @@ import time
 import keras_tuner as kt
 
 from trainer.macs import count_macs
-from trainer.models import DEFAULT_HP, PARAM_LIMIT, build_sepnet
+from trainer.constants import MAX_PARAMS, within_param_limit
+from trainer.architectures import count_params_from_config
+from trainer.models import DEFAULT_HP, build_sepnet
 from trainer.training import compile_classifier, eval_dataset, steps_per_epoch, train_dataset
 
 # Choices sized so most points fit under 1M; the rest fail fast in build() (no training).
@@ -52,12 +54,11 @@ class SepNetHyperModel(kt.HyperModel):
 
     def build(self, hp):
         values = sample_hyperparameters(hp)
-        model = build_sepnet(values)
-        params = model.count_params()
-        if params >= PARAM_LIMIT:
+        params = count_params_from_config("sepnet", values)  # before building: no weights allocated
+        if not within_param_limit(params):
             # A failed trial, not a crash: KerasTuner records it and samples the next point.
-            raise kt.errors.FailedTrialError(f"{params:,} parameters >= {PARAM_LIMIT:,}")
-        return compile_classifier(model, values, self.total_steps)
+            raise kt.errors.FailedTrialError(f"{params:,} parameters, not under {MAX_PARAMS:,}")
+        return compile_classifier(build_sepnet(values), values, self.total_steps)
 
     def fit(self, hp, model, x, y, validation_data, callbacks=None, verbose=2, **kwargs):
         start = time.perf_counter()

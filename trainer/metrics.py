@@ -85,3 +85,32 @@ def paired_test(baseline_right: np.ndarray, model_right: np.ndarray) -> dict:
     return {"difference_points": round(100 * float(model_right.mean() - baseline_right.mean()), 2),
             "only_model_right": only_model, "only_baseline_right": only_base,
             "p_value": round(exact_mcnemar_p(only_model, only_base), 4)}
+
+
+def require_same_test_set(preds: list[dict[str, np.ndarray]]) -> None:
+    if not same_test_images(*(p["labels"] for p in preds)):
+        raise ValueError("the models were evaluated on different test sets; re-evaluate them on the same data")
+
+
+def ensemble_accuracy(preds: list[dict[str, np.ndarray]]) -> dict:
+    """Accuracy of the averaged softmax outputs (test_predictions.npz contents), plain and with flip TTA."""
+    require_same_test_set(preds)
+    labels = preds[0]["labels"]
+    plain = sum(p["probs"] for p in preds)
+    flip = plain + sum(p["probs_flip"] for p in preds)
+    return {"accuracy": float((plain.argmax(1) == labels).mean()),
+            "accuracy_flip_tta": float((flip.argmax(1) == labels).mean())}
+
+
+def paired_comparison(baseline: dict[str, np.ndarray], model: dict[str, np.ndarray], flip_tta: bool) -> dict:
+    """paired_test of two evaluated models on the same test images, plus how often their answers differ."""
+    require_same_test_set([baseline, model])
+
+    def predicted(pred):
+        return (pred["probs"] + pred["probs_flip"] if flip_tta else pred["probs"]).argmax(1)
+
+    labels = baseline["labels"]
+    base_pred, model_pred = predicted(baseline), predicted(model)
+    # How often the two answer differently at all: between two seeds of one recipe, that is training noise.
+    return {**paired_test(base_pred == labels, model_pred == labels),
+            "answers_differ": round(float((base_pred != model_pred).mean()), 4)}

@@ -5,8 +5,7 @@ Every model takes raw RGB pixels, float32 (N, 32, 32, 3) in 0-255, normalises th
 and ends in softmax probabilities. Only built-in Keras layers are used, so `.keras` files load
 with `safe_mode=True` and no custom objects.
 
-The separable net ("sepnet") is built for CPU training speed, after the measurements in
-DEVELOPERS.md: one cheap stem takes 32x32 to 16x16 so no layer runs at full resolution, then
+The separable net ("sepnet") is built for CPU training speed: one cheap stem takes 32x32 to 16x16 so no layer runs at full resolution, then
 three stages at 16/8/4. A block is ConvNeXt-like (Liu et al. 2022) with MobileNetV2's inverted
 bottleneck (Sandler et al. 2018): depthwise kxk -> BN -> 1x1 expand -> activation [-> SE] ->
 1x1 project -> BN, plus the identity. Two BN and one activation per block keep it fast.
@@ -17,33 +16,12 @@ conv -> pool -> BN -> GELU stack (Jordan 2024), no residuals, with its wide bloc
 
 from __future__ import annotations
 
-import re
-
 import keras
-import numpy as np
 from keras import layers
 
+from trainer.architectures import AIRNET_HP, DEFAULT_HP, FEATURES_LAYER, INPUT_SHAPE, too_large
+from trainer.constants import KERAS_FILENAME, within_param_limit
 from trainer.data import NUM_CLASSES, TRAIN_MEAN, TRAIN_STD
-
-PARAM_LIMIT = 1_000_000
-INPUT_SHAPE = (32, 32, 3)
-FEATURES_LAYER = "features"
-
-# The defaults build a valid model well under the parameter limit (see tests/test_models.py).
-DEFAULT_HP = {
-    "stem": "patch2",          # patch2: 2x2 stride-2 conv; conv3s2: 3x3 stride-2 conv
-    "first_stage": "separable",  # separable | conv (full 3x3 convs in the 16x16 stage)
-    "width_1": 64, "width_2": 128, "width_3": 256,
-    "blocks_1": 2, "blocks_2": 2, "blocks_3": 2,
-    "kernel_size": 3,
-    "expansion": 2,
-    "activation": "gelu",
-    "squeeze_excite": False,
-    "dropout": 0.1,
-    "learning_rate": 0.2,       # peak of the one-cycle schedule, SGD + Nesterov
-    "weight_decay": 5e-4,
-    "label_smoothing": 0.1,
-}
 
 
 def normalization() -> layers.Layer:
@@ -162,21 +140,6 @@ def build_resnet20(name: str = "resnet20") -> keras.Model:
     return keras.Model(inputs, outputs, name=name)
 
 
-# An airbench-style net (Jordan 2024, arXiv:2404.00498) with its wide stages made separable.
-AIRNET_HP = {
-    "stem_width": 24,           # 2x2 stride-1 patch conv: 32x32 -> 31x31, as airbench's whitening layer
-    "widths": [64, 256, 512],
-    "convs": [2, 3, 3],          # convolutions per block; the first one is followed by the 2x2 max-pool
-    "block_types": ["conv", "separable", "separable"],  # a full-conv first block, separable after
-    "bn_scale": False,          # airbench: BN's scale frozen at 1, only its shift learned
-    "whiten_stem": False,       # airbench: stem set from the data's patch whitening, then frozen
-    "identity_init": False,     # airbench: block convolutions start as identities (dirac) where they can
-    "learning_rate": 0.2,
-    "weight_decay": 5e-4,
-    "label_smoothing": 0.1,
-}
-
-
 def _airnet_conv(x, channels: int, kind: str, name: str):
     if kind == "conv":
         return layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
@@ -199,9 +162,7 @@ def build_airnet(hp: dict | None = None, name: str = "airnet") -> keras.Model:
         raise ValueError("widths, convs and block_types must have one entry per block")
     inputs = keras.Input(INPUT_SHAPE, name="pixels")
     x = normalization()(inputs)
-    # A whitened stem is set by init_whitening_stem before training and never trained.
-    x = layers.Conv2D(int(hp["stem_width"]), 2, padding="valid", name="stem_conv",
-                      trainable=not hp["whiten_stem"])(x)
+    x = layers.Conv2D(int(hp["stem_width"]), 2, padding="valid", name="stem_conv")(x)
     x = layers.Activation("gelu", name="stem_act")(x)
     for b, (width, convs, kind) in enumerate(zip(hp["widths"], hp["convs"], hp["block_types"]), start=1):
         for c in range(int(convs)):
@@ -213,65 +174,7 @@ def build_airnet(hp: dict | None = None, name: str = "airnet") -> keras.Model:
             x = layers.Activation("gelu", name=f"{n}_act")(x)
     x = layers.GlobalMaxPooling2D(name=FEATURES_LAYER)(x)
     outputs = probabilities(x)
-    model = keras.Model(inputs, outputs, name=name)
-    if hp["identity_init"]:
-        init_identity(model)
-    return model
-
-
-def dirac(kernel_shape, depthwise: bool = False) -> np.ndarray:
-    """A conv kernel (H, W, in, out) whose first min(in, out) filters pass their input channel through,
-    the rest zero; for a depthwise kernel (H, W, C, 1), every channel passes through. torch's dirac_."""
-    h, w, cin, cout = kernel_shape
-    kernel = np.zeros(kernel_shape, np.float32)
-    if depthwise:
-        kernel[h // 2, w // 2, :, :] = 1.0
-    else:
-        for i in range(min(cin, cout)):
-            kernel[h // 2, w // 2, i, i] = 1.0
-    return kernel
-
-
-def init_identity(model: keras.Model) -> None:
-    """airbench's identity initialisation of an airnet's block convolutions (not the stem or head):
-    the filters that can be identities become identities, the others keep their random start."""
-    for layer in model.layers:
-        if not re.fullmatch(r"b\d+c\d+_(conv|dw|pw)", layer.name):
-            continue
-        depthwise = isinstance(layer, layers.DepthwiseConv2D)
-        value = keras.ops.convert_to_numpy(layer.kernel.value).copy()  # depthwise: (H, W, C, 1)
-        identities = value.shape[3] if depthwise else min(value.shape[2:])
-        value[..., :identities] = dirac(value.shape, depthwise)[..., :identities]
-        layer.kernel.assign(value)
-
-
-def whitening_kernel(images, eps: float = 5e-4) -> np.ndarray:
-    """airbench's stem: a 2x2 conv whose 24 filters whiten the 12-dim 2x2x3 patches of the data.
-
-    The eigenvectors of the patch covariance, each scaled by 1/sqrt(eigenvalue + eps), in +/- pairs
-    (so GELU passes both signs). Patches are taken after the model's own normalisation.
-    Returns a Keras HWIO kernel of shape (2, 2, 3, 24).
-    """
-    x = np.asarray(images, np.float32)
-    if x.ndim != 4 or x.shape[-1] != 3 or min(x.shape[1:3]) < 2:
-        raise ValueError(f"whitening needs NHWC RGB images, got shape {x.shape}")
-    x = (x - np.asarray(TRAIN_MEAN, np.float32)) / np.asarray(TRAIN_STD, np.float32)
-    patches = np.lib.stride_tricks.sliding_window_view(x, (2, 2), axis=(1, 2))  # N, 31, 31, 3, 2, 2
-    patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 12)               # (dy, dx, c) order
-    eigenvalues, eigenvectors = np.linalg.eigh(patches.T @ patches / len(patches))
-    filters = eigenvectors.T / np.sqrt(eigenvalues + eps)[:, None]             # 12 x 12
-    filters = np.concatenate([filters, -filters])                               # 24 x 12
-    return filters.reshape(24, 2, 2, 3).transpose(1, 2, 3, 0).astype(np.float32)
-
-
-def init_whitening_stem(model: keras.Model, images) -> None:
-    """Sets an airnet's frozen stem from training images (airbench uses 5,000)."""
-    stem = model.get_layer("stem_conv")
-    kernel = whitening_kernel(images)
-    if tuple(stem.kernel.shape) != kernel.shape:
-        raise ValueError(f"a whitening stem needs a 2x2 conv with 24 filters, got {tuple(stem.kernel.shape)}")
-    stem.kernel.assign(kernel)
-    stem.bias.assign(keras.ops.zeros_like(stem.bias))
+    return keras.Model(inputs, outputs, name=name)
 
 
 ARCHITECTURES = {"sepnet": build_sepnet, "airnet": build_airnet,
@@ -284,26 +187,26 @@ def build_model(arch: str, hp: dict | None = None, name: str | None = None) -> k
     return ARCHITECTURES[arch](hp, name=name or arch)
 
 
-class ModelTooLargeError(ValueError):
-    """The model breaks the brief's parameter limit."""
-
-
-def check_param_limit(model: keras.Model, limit: int = PARAM_LIMIT) -> int:
+def check_param_limit(model: keras.Model) -> int:
     params = model.count_params()
-    if params >= limit:
-        raise ModelTooLargeError(f"{model.name} has {params:,} parameters; the limit is < {limit:,}")
+    if not within_param_limit(params):
+        raise too_large(model.name, params)
     return params
 
 
 def load_classifier(path) -> keras.Model:
-    """Loads a saved classifier safely, with a clear error for missing or corrupt files."""
+    """Loads a saved classifier safely, with a clear error for missing, truncated or corrupt files."""
+    import zipfile
     from pathlib import Path
 
     path = Path(path)
     if path.is_dir():
-        path = path / "model.keras"
+        path = path / KERAS_FILENAME
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}; train one with `python -m trainer.train`")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"cannot load {path}: not a complete .keras file (truncated or corrupt, "
+                         f"{path.stat().st_size:,} bytes); export it again")
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises several types for a bad zip or config

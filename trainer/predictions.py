@@ -8,7 +8,7 @@ Numpy only, so the dashboard can read it without importing Keras.
     probs_flip  (N, 10) float32   softmax on the same images mirrored left-right
     labels      (N,)    int       true classes, in test-split order
 
-Files written before the fourteenth session hold float16, which rounded a near-tie the wrong way for
+Older committed files hold float16, which rounded a near-tie the wrong way for
 an image or two per model (so they may disagree with metrics.json by that much); readers take either.
 """
 
@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.constants import PREDICTIONS_FILENAME
 from trainer.data import NUM_CLASSES
 
-FILENAME = "test_predictions.npz"
+FILENAME = PREDICTIONS_FILENAME  # the name other modules import from here
 
 
 def predictions_bytes(probs: np.ndarray, probs_flip: np.ndarray, labels: np.ndarray) -> bytes:

@@ -22,9 +22,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m trainer.quantize", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", type=Path, help="a folder written by trainer.train, e.g. saved_models/sepnet_hybrid")
-    p.add_argument("--calibration", type=int, default=1000,
+    p.add_argument("--calibration", type=cli.positive_int, default=1000,
                    help="training images used to calibrate activation ranges (default: 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=cli.non_negative_int, default=0)
     p.add_argument("--data", help="path to cifar-10-python.tar.gz (else $CIFAR10_ARCHIVE, the shared copy, or download)")
     args = p.parse_args(argv)
     if args.calibration < 10:
@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from trainer.artifacts import atomic_write_bytes
     from trainer.data import balanced_subset, load_cifar10
-    from trainer.export import FLOAT_FILENAME, INT8_FILENAME, to_tflite_int8
+    from trainer.constants import FLOAT_FILENAME, INT8_FILENAME
+    from trainer.export import to_tflite_int8
     from trainer.models import load_classifier
 
     model = load_classifier(args.model_dir)  # clear error on a missing or corrupt model first

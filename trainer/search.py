@@ -24,9 +24,7 @@ import sys
 from pathlib import Path
 
 from trainer import cli
-from trainer.data import REPO_ROOT
-
-DEFAULT_TUNING = REPO_ROOT / "tuning"
+from trainer.constants import TUNING_ROOT
 SUMMARY_COLUMNS = ["trial_id", "status", "val_accuracy", "accuracy", "params", "macs", "seconds"]
 
 
@@ -34,22 +32,26 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m trainer.search", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tuner", choices=("bayesian", "random"), default="bayesian")
-    p.add_argument("--max-trials", type=int, default=30)
-    p.add_argument("--epochs", type=int, default=2, help="epochs per trial (proxy budget)")
-    p.add_argument("--subset", type=int, default=4000, help="training images per trial (proxy budget)")
-    p.add_argument("--val-size", type=int, default=1000, help="hold-out images used to score a trial")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="TF threads (0 = all cores)")
+    p.add_argument("--max-trials", type=cli.positive_int, default=30)
+    p.add_argument("--epochs", type=cli.positive_int, default=2, help="epochs per trial (proxy budget)")
+    p.add_argument("--subset", type=cli.positive_int, default=4000, help="training images per trial (proxy budget)")
+    p.add_argument("--val-size", type=cli.positive_int, default=1000, help="hold-out images used to score a trial")
+    p.add_argument("--batch-size", type=cli.positive_int, default=256)
+    p.add_argument("--seed", type=cli.non_negative_int, default=0)
+    p.add_argument("--threads", type=cli.non_negative_int, default=0, help="TF threads (0 = all cores)")
     p.add_argument("--data", help="path to cifar-10-python.tar.gz (else $CIFAR10_ARCHIVE, the shared copy, or download)")
-    p.add_argument("--tuning-dir", type=Path, default=DEFAULT_TUNING)
-    p.add_argument("--project", default="sepnet", help="search name under tuning/runs/")
+    p.add_argument("--tuning-dir", type=Path, default=TUNING_ROOT)
+    p.add_argument("--project", type=cli.plain_name, default="sepnet", help="search name under tuning/runs/ (a plain name)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1 if sys.stdout.isatty() else 2)
     args = p.parse_args(argv)
-    if args.max_trials < 1 or args.epochs < 1:
-        p.error("--max-trials and --epochs must be at least 1")
     if args.subset < 20 or args.val_size < 10:
         p.error("--subset must be at least 20 and --val-size at least 10")
+    from trainer.paths import BadPathError, check_output_dir
+
+    try:
+        check_output_dir(args.tuning_dir, "--tuning-dir")
+    except BadPathError as exc:
+        p.error(str(exc))
     return args
 
 
@@ -109,28 +111,11 @@ def write_summary(rows: list[dict], tuning_dir: Path, proxy: dict) -> dict:
     return summary
 
 
-def best_trial(tuning_dir: Path) -> dict:
-    """The best completed trial of a summary, as {"trial_id", "val_accuracy", "hyperparameters"}."""
-    from trainer.artifacts import read_json
-
-    path = Path(tuning_dir) / "summary.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no search summary at {path}; run `python -m trainer.search` "
-                                "or train a named config with --config default|resnet20|FILE.json")
-    summary = read_json(path)
-    by_id = {r["trial_id"]: r for r in summary.get("trials", [])}
-    best = by_id.get(summary.get("best_trial_id"))
-    if best is None:
-        raise ValueError(f"{path} has no completed trial to train")
-    hp = {k[3:]: v for k, v in best.items() if k.startswith("hp_")}
-    return {"trial_id": best["trial_id"], "val_accuracy": best["val_accuracy"], "hyperparameters": hp}
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from trainer.training import configure_threads
+    from trainer import runtime
 
-    configure_threads(args.threads)
+    runtime.configure(args.threads)
 
     import keras
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from trainer import cli
-from trainer.data import REPO_ROOT
+from trainer.constants import TUNING_ROOT
 
 WARMUP_BATCHES = 3
 
@@ -26,18 +26,15 @@ WARMUP_BATCHES = 3
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m trainer.throughput", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("configs", nargs="+", help="best, default, resnet20 or config JSON files (as trainer.train)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--batches", type=int, default=30, help="timed batches, after the warm-up ones")
-    p.add_argument("--threads", type=int, default=0, help="TF threads (0 = all cores)")
+    p.add_argument("configs", nargs="+", help="recipes as trainer.train --recipe takes them: names, JSON files, best, default")
+    p.add_argument("--batch-size", type=cli.positive_int, default=256)
+    p.add_argument("--batches", type=cli.positive_int, default=30, help="timed batches, after the warm-up ones")
+    p.add_argument("--threads", type=cli.non_negative_int, default=0, help="TF threads (0 = all cores)")
     p.add_argument("--precision", nargs="+", choices=("float32", "bfloat16"), default=["float32"],
                    help="measure each config at each of these (as trainer.train --precision)")
-    p.add_argument("--tuning-dir", type=Path, default=REPO_ROOT / "tuning")
-    p.add_argument("--out", type=Path, help="also write the results to this JSON file")
-    args = p.parse_args(argv)
-    if args.batches < 1 or args.batch_size < 1:
-        p.error("--batches and --batch-size must be at least 1")
-    return args
+    p.add_argument("--tuning-dir", type=Path, default=TUNING_ROOT)
+    p.add_argument("--out", type=cli.output_file(".json"), help="also write the results to this JSON file")
+    return p.parse_args(argv)
 
 
 def measure(spec: dict, batch_size: int, batches: int, precision: str = "float32") -> dict:
@@ -46,7 +43,8 @@ def measure(spec: dict, batch_size: int, batches: int, precision: str = "float32
 
     from trainer.macs import count_macs
     from trainer.models import build_model, check_param_limit
-    from trainer.training import compile_classifier, set_precision, train_dataset
+    from trainer.runtime import set_precision
+    from trainer.training import compile_classifier, train_dataset
 
     set_precision(precision)
     model = build_model(spec["arch"], spec["hyperparameters"])
@@ -68,15 +66,19 @@ def measure(spec: dict, batch_size: int, batches: int, precision: str = "float32
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from trainer.training import configure_threads
+    from trainer import recipes
+    from trainer.architectures import check_config_param_limit
 
-    configure_threads(args.threads)
+    specs = [recipes.load(config, args.tuning_dir) for config in args.configs]
+    for spec in specs:  # every config refused before the first is measured
+        check_config_param_limit(spec["arch"], spec["hyperparameters"], spec["name"])
+    from trainer import runtime
+
+    runtime.configure(args.threads)
     from trainer.artifacts import machine_summary, write_json
-    from trainer.train import resolve_config
 
     results = []
-    for config in args.configs:
-        spec = resolve_config(config, args.tuning_dir)
+    for config, spec in zip(args.configs, specs):
         for precision in args.precision:
             row = {"config": config, "name": spec["name"], "precision": precision,
                    **measure(spec, args.batch_size, args.batches, precision)}

@@ -6,49 +6,60 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from dashboard import common as c
-from trainer.metrics import class_recall, confusion_matrix, paired_test, same_test_images
+from dashboard import caching as cache
+from dashboard import discovery as d
+from dashboard import formatting as f
+from trainer.constants import TEST_IMAGES
+from trainer.data import CLASS_NAMES
+from trainer.metrics import (class_recall, classification_report, confusion_matrix, most_confused_pairs,
+                             paired_test, same_test_images)
 
-CLASSES = list(c.CLASS_NAMES)
+CLASSES = list(CLASS_NAMES)
 
-c.page_header("Confusion matrix explorer",
-              "Rows are the true classes of the 10,000 test images, columns what the model "
+f.page_header("Confusion matrix explorer",
+              "Rows are the true classes of the test images, columns what the model "
               "predicted. Pick a cell (click it, or use the boxes below) to see those images.")
 
-models = c.usable_models(need="predictions")
+models = d.usable_models(need="predictions")
 if not models:
-    all_models, problem = c.discover_models()
-    c.show_problem(problem or "No model has saved test predictions yet. Run "
+    all_models, problem = d.discover_models()
+    f.show_problem(problem or "No model has saved test predictions yet. Run "
                    "`python -m trainer.evaluate saved_models/<name>` to create them.")
     st.stop()
 
 top = st.columns([3, 1.2, 1.2, 2.2])
 with top[0]:
-    entry = c.model_picker(models, key="cm_model")
+    entry = f.model_picker(models, key="cm_model")
 
 try:
-    probs, labels = c.predictions(entry)
-except c.DashboardDataError as exc:
-    c.show_problem(str(exc), icon=":material/error:")
+    probs, labels = cache.predictions(entry)
+except cache.DashboardDataError as exc:
+    f.show_problem(str(exc), icon=":material/error:")
     st.stop()
 
 
 pred = probs.argmax(1)
-cm = confusion_matrix(labels, pred, len(CLASSES))
+report = classification_report(labels, pred, CLASSES)
+cm = np.asarray(report["confusion_matrix"])
 support = cm.sum(1)
 predicted = cm.sum(0)
-tp = np.diag(cm)
-precision = np.divide(tp, predicted, out=np.zeros(len(CLASSES)), where=predicted > 0)
-recall = class_recall(cm)
-f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(len(CLASSES)),
-               where=(precision + recall) > 0)
+precision = np.array([r["precision"] for r in report["per_class"]])
+recall = np.array([r["recall"] for r in report["per_class"]])
+f1 = np.array([r["f1"] for r in report["per_class"]])
 off = cm.copy()
 np.fill_diagonal(off, 0)
-pair_order = np.dstack(np.unravel_index(np.argsort(-off, axis=None), off.shape))[0]
-pairs = [(int(t), int(p)) for t, p in pair_order if off[t, p] > 0][:10]
+pairs = [(CLASSES.index(p["true"]), CLASSES.index(p["predicted"]))
+         for p in most_confused_pairs(cm, CLASSES, top=10)]
 
-top[1].metric("Accuracy", c.pct(float((pred == labels).mean())))
-top[2].metric("Macro F1", c.pct(float(f1.mean())))
+if len(labels) < TEST_IMAGES:
+    st.warning(f"{entry.name}'s saved predictions cover only {len(labels):,} test images (a smoke run), "
+               f"not the {TEST_IMAGES:,} of the test split: these figures are not results.",
+               icon=":material/warning:")
+else:
+    st.caption(f"{len(labels):,} test images.")
+
+top[1].metric("Accuracy", f.pct(report["accuracy"]))
+top[2].metric("Macro F1", f.pct(report["macro_avg"]["f1"]))
 if pairs:
     t0, p0 = pairs[0]
     top[3].metric("Most confused", f"{CLASSES[t0]} → {CLASSES[p0]}",
@@ -116,7 +127,7 @@ with left:
                       dragmode=False,
                       xaxis=dict(title="predicted class", tickangle=-35),
                       yaxis=dict(title="true class", autorange="reversed"))
-    c.chart(fig, key="cm_heatmap", on_select=on_heatmap_select,
+    f.chart(fig, key="cm_heatmap", on_select=on_heatmap_select,
                     selection_mode="points")
     st.caption("Colours are capped so the large diagonal (correct answers) does not drown out "
                "the mistakes; hover a cell for exact numbers.")
@@ -133,7 +144,7 @@ with right:
         fig.update_layout(barmode="group", height=480, yaxis_title="%",
                           yaxis_range=[max(0, min((precision.min(), recall.min())) * 100 - 10), 100],
                           legend=dict(orientation="h", y=1.1), margin=dict(t=30, b=20, l=20, r=20))
-        c.chart(fig, key="cm_prf")
+        f.chart(fig, key="cm_prf")
     with tab_acc:
         order = np.argsort(recall)
         fig = go.Figure(go.Bar(
@@ -144,7 +155,7 @@ with right:
                       annotation_text="overall")
         fig.update_layout(height=480, xaxis_title="accuracy on the class (%)",
                           xaxis_range=[0, 100], margin=dict(t=30, b=20, l=20, r=20))
-        c.chart(fig, key="cm_acc")
+        f.chart(fig, key="cm_acc")
     with tab_pairs:
         if not pairs:
             st.success("No mistakes at all.")
@@ -172,9 +183,15 @@ with right:
 # ---- is another model really better? A paired test on the same test images
 
 
-# Two training runs of one recipe (airnet_sep_cutout8, seeds 0 and 1) differed by this much on the same
-# test images, with paired p = 0.023 (REPORT.md, item 37): a gap this small may be training luck.
-SEED_SPREAD_POINTS = 0.60
+def luck_of_training() -> tuple[float, str] | None:
+    """The largest accuracy gap between two saved runs of one recipe that differ only in the seed
+    (points), and where it comes from; None when no such pair is saved."""
+    everything, _ = d.discover_models()
+    found = d.seed_spread(everything)
+    if found is None:
+        return None
+    gap, a, b = found
+    return gap, f"{a.name} and {b.name}"
 
 
 def verdict(a: str, b: str, result: dict, n_images: int) -> str:
@@ -188,13 +205,17 @@ def verdict(a: str, b: str, result: dict, n_images: int) -> str:
                 "the order could flip. Treat them as equally accurate.")
     beyond_test_luck = (f"**{better}** is {abs(diff):.2f} points more accurate than **{worse}**, and that gap "
                         f"is larger than the luck of which images are in the test set would explain (p = {p:.3f})")
-    if abs(diff) > SEED_SPREAD_POINTS:
-        return (f"{beyond_test_luck}. It is also larger than the {SEED_SPREAD_POINTS:.2f} points between two "
-                "training runs of one recipe here (REPORT.md, item 37), though one pair of runs is only a "
+    spread = luck_of_training()
+    if spread is None:
+        return (f"{beyond_test_luck}. No two saved runs of one recipe with different seeds are here to "
+                "gauge the luck of training; retrain both before calling one better.")
+    points, runs = spread
+    if abs(diff) > points:
+        return (f"{beyond_test_luck}. It is also larger than the {points:.2f} points between two "
+                f"training runs of one recipe here ({runs}), though one pair of runs is only a "
                 "rough gauge of training luck.")
     return (f"{beyond_test_luck}, but not than the luck of training: two training runs of the same recipe "
-            f"here differed by {SEED_SPREAD_POINTS:.2f} points, with p = 0.023 (REPORT.md, item 37). "
-            "Retrain both before calling one better.")
+            f"here ({runs}) differed by {points:.2f} points. Retrain both before calling one better.")
 
 
 rivals = [m for m in models if m.path != entry.path]
@@ -205,19 +226,19 @@ with st.expander("Compare with another model", icon=":material/compare_arrows:")
         names = [m.path.name for m in rivals]
         rival = rivals[names.index(st.selectbox("Compare with", names, key="cm_rival"))]
         try:
-            rival_probs, rival_labels = c.predictions(rival)
-        except c.DashboardDataError as exc:
-            c.show_problem(str(exc), icon=":material/error:")
+            rival_probs, rival_labels = cache.predictions(rival)
+        except cache.DashboardDataError as exc:
+            f.show_problem(str(exc), icon=":material/error:")
         else:
             if not same_test_images(rival_labels, labels):
-                c.show_problem(f"{entry.name} and {rival.name} were evaluated on different test images, "
+                f.show_problem(f"{entry.name} and {rival.name} were evaluated on different test images, "
                                "so they cannot be compared image by image. Re-evaluate both on the same data.",
                                icon=":material/error:")
             else:
                 rival_pred = rival_probs.argmax(1)
                 result = paired_test(pred == labels, rival_pred == labels)
                 cols = st.columns(4)
-                cols[0].metric(f"{rival.name} accuracy", c.pct(float((rival_pred == labels).mean()), 2),
+                cols[0].metric(f"{rival.name} accuracy", f.pct(float((rival_pred == labels).mean()), 2),
                                delta=f"{result['difference_points']:+.2f} points", delta_color="normal")
                 cols[1].metric(f"Right only by {entry.name}", f"{result['only_baseline_right']:,}")
                 cols[2].metric(f"Right only by {rival.name}", f"{result['only_model_right']:,}")
@@ -232,7 +253,7 @@ with st.expander("Compare with another model", icon=":material/compare_arrows:")
                     hovertemplate="%{x}: %{y:+.1f} points<extra></extra>"))
                 fig.update_layout(height=320, yaxis_title=f"{rival.name} minus {entry.name} (points)",
                                   margin=dict(t=20, b=20, l=20, r=20))
-                c.chart(fig, key="cm_rival_classes")
+                f.chart(fig, key="cm_rival_classes")
                 st.caption("Per-class accuracy difference. Each class has about 1,000 test images, so "
                            "a class moving by a point or two can be chance.")
 
@@ -256,9 +277,9 @@ if len(cell) == 0:
     st.stop()
 
 try:
-    x_test, y_test, source = c.test_set()
-except c.DashboardDataError as exc:
-    c.show_problem(f"The images cannot be shown: {exc}", icon=":material/image_not_supported:")
+    x_test, y_test, source = cache.test_set()
+except cache.DashboardDataError as exc:
+    f.show_problem(f"The images cannot be shown: {exc}", icon=":material/image_not_supported:")
     st.stop()
 if len(x_test) != len(labels) or not np.array_equal(y_test, labels):
     st.warning("The saved predictions do not line up with the test images on this machine "

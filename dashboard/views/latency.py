@@ -7,20 +7,24 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import common as c
+from dashboard import caching as cache
+from dashboard import discovery as d
+from dashboard import formatting as f
+from dashboard import latency as lat
+from trainer.constants import MAX_LATENCY_MS, within_latency_limit
 
-c.page_header("Live latency",
+f.page_header("Live latency",
               "How long one image takes, measured on this machine right now, on a single CPU "
-              f"thread. The brief's limit is {c.LATENCY_LIMIT_MS:.0f} ms per image.")
+              f"thread. Our target is {MAX_LATENCY_MS:.0f} ms per image.")
 
-models = c.usable_models(need="model")
+models = d.usable_models(need="model")
 if not models:
-    _, problem = c.discover_models()
-    c.show_problem(problem or "No classifier with a readable model file was found.")
+    _, problem = d.discover_models()
+    f.show_problem(problem or "No classifier with a readable model file was found.")
     st.stop()
 
 # ---- the machine
-cpu, cores, load = c.cpu_model(), c.cpu_count(), c.load_average()
+cpu, cores, load = lat.cpu_name(), lat.cpu_count(), lat.load_average()
 m = st.columns([3, 1, 1])
 m[0].metric("CPU", cpu)
 m[1].metric("Cores available", cores)
@@ -34,7 +38,7 @@ if load is not None and load >= max(cores - 0.5, 0.75):
 with st.container(border=True):
     cols = st.columns([2, 1, 1])
     with cols[0]:
-        entry = c.model_picker(models, key="lat_model")
+        entry = f.model_picker(models, key="lat_model")
     runs = cols[1].select_slider("Timed runs", [50, 100, 200, 500, 1000], value=200, key="lat_runs")
     warmup = cols[2].select_slider("Warm-up runs", [5, 10, 20, 50], value=20, key="lat_warmup")
     st.caption("Each run classifies one image. The model runs in a separate process limited to "
@@ -44,7 +48,7 @@ with st.container(border=True):
 results: dict = st.session_state.setdefault("lat_results", {})
 
 if go_button:
-    if c.lock_busy("latency"):
+    if cache.lock_busy("latency"):
         st.info("Another measurement is running; yours starts as soon as it finishes.",
                 icon=":material/hourglass_top:")
     failure = None
@@ -52,8 +56,8 @@ if go_button:
                    expanded=False) as status:
         t0 = time.monotonic()
         try:
-            with c.exclusive("latency", timeout_s=600):
-                res = c.measure_latency(entry.path, runs=runs, warmup=warmup)
+            with cache.exclusive("latency", timeout_s=600):
+                res = lat.measure_latency(entry.path, runs=runs, warmup=warmup)
             if not isinstance(res, dict) or not any(isinstance(res.get(k), dict)
                                                     for k in ("keras", "tflite")):
                 raise RuntimeError("the benchmark returned no timings")
@@ -94,11 +98,11 @@ for i, k in enumerate(kinds):
     med, p90 = res[k].get("median"), res[k].get("p90")
     recorded = entry.latency(k)
     delta = None if (recorded is None or med is None) else f"{med - recorded:+.2f} ms vs recorded"
-    cols[2 * i].metric(f"{LABELS[k]} median", c.ms(med), delta=delta, delta_color="inverse",
-                       help=f"Recorded by trainer.evaluate: {c.ms(recorded)}")
-    ok = med is not None and med <= c.LATENCY_LIMIT_MS
-    cols[2 * i + 1].metric(f"{LABELS[k]} p90", c.ms(p90),
-                           delta=("within" if ok else "over") + f" {c.LATENCY_LIMIT_MS:.0f} ms",
+    cols[2 * i].metric(f"{LABELS[k]} median", f.ms(med), delta=delta, delta_color="inverse",
+                       help=f"Recorded by trainer.evaluate: {f.ms(recorded)}")
+    ok = med is not None and within_latency_limit(med)
+    cols[2 * i + 1].metric(f"{LABELS[k]} p90", f.ms(p90),
+                           delta=("within" if ok else "over") + f" {MAX_LATENCY_MS:.0f} ms",
                            delta_color="green" if ok else "red", delta_arrow="off",
                            help="9 in 10 images are at least this fast")
 
@@ -111,14 +115,14 @@ with left:
             y=[LABELS[k] for k in kinds], x=vals, orientation="h", name=stat,
             marker=dict(color=[COLORS[k] for k in kinds], opacity=opacity),
             text=[f"{stat} {v:.2f} ms" for v in vals], textposition="outside"))
-    top_ms = max([res[k].get("p90") or 0 for k in kinds] + [c.LATENCY_LIMIT_MS])
-    fig.add_vline(x=c.LATENCY_LIMIT_MS, line_dash="dash", line_color="#d62728", line_width=2,
-                  annotation_text=f"{c.LATENCY_LIMIT_MS:.0f} ms limit",
+    top_ms = max([res[k].get("p90") or 0 for k in kinds] + [MAX_LATENCY_MS])
+    fig.add_vline(x=MAX_LATENCY_MS, line_dash="dash", line_color="#d62728", line_width=2,
+                  annotation_text=f"{MAX_LATENCY_MS:.0f} ms limit",
                   annotation_position="top")
     fig.update_layout(title="Against the limit", barmode="group", height=340, showlegend=False,
                       xaxis_title="ms per image", xaxis_range=[0, top_ms * 1.3],
                       margin=dict(t=60, b=40, l=20, r=20))
-    c.chart(fig, key="lat_bars")
+    f.chart(fig, key="lat_bars")
     st.caption("Solid bars: median; pale bars: p90 (9 in 10 images are faster).")
 
 with right:
@@ -138,15 +142,15 @@ with right:
                 fig.add_vline(x=float(np.median(samples)), line_dash="dot", line_color=COLORS[k])
     if all_samples:
         pad = (hi - lo) * 0.08 + 1e-3
-        if hi + pad >= c.LATENCY_LIMIT_MS:
-            fig.add_vline(x=c.LATENCY_LIMIT_MS, line_dash="dash", line_color="#d62728")
+        if hi + pad >= MAX_LATENCY_MS:
+            fig.add_vline(x=MAX_LATENCY_MS, line_dash="dash", line_color="#d62728")
         fig.update_layout(title="Spread of the timed runs", barmode="overlay", height=340,
                           xaxis_title="ms per image", yaxis_title="runs",
                           legend=dict(orientation="h", y=1.02, x=1, xanchor="right",
                                       yanchor="bottom"),
                           xaxis_range=[max(0.0, lo - pad), hi + pad],
                           margin=dict(t=60, b=40, l=40, r=20))
-        c.chart(fig, key="lat_hist")
+        f.chart(fig, key="lat_hist")
         st.caption("Dotted lines: medians. The slowest 1% of runs are off the right edge.")
     else:
         st.caption("The benchmark returned no individual timings.")

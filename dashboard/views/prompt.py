@@ -8,9 +8,12 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from dashboard import common as c
+from dashboard import caching as cache
+from dashboard import discovery as d
+from dashboard import formatting as f
+from trainer.constants import REPO_ROOT
 
-c.page_header("Prompt to image",
+f.page_header("Prompt to image",
               "Describe a picture and the text-to-image model trained in this project draws it, "
               "starting from random noise and removing a little of it at every step.")
 
@@ -51,22 +54,64 @@ def default_guidance(generator) -> float:
     return 4.0
 
 
+GRID = 4  # a 2x2 grid of seeds per prompt: one seed can be a lucky or an unlucky draw
+DOC = "docs/TEXT_TO_IMAGE.md"
+COLOURS = ("red", "white", "brown", "green", "blue", "yellow", "black", "gray")
+
+
+def known_examples(tokenizer, limit: int = 4) -> list[str]:
+    """Example prompts made only of words this model's vocabulary holds (one per class, in turn)."""
+    if tokenizer is None or not hasattr(tokenizer, "unknown_words"):
+        return []
+    out = []
+    for name, colour in zip(("truck", "ship", "horse", "frog", "airplane", "cat", "bird", "dog", "deer",
+                             "automobile"), COLOURS + COLOURS):
+        for prompt in (f"a photo of a {colour} {name}", f"a photo of a {name}"):
+            try:
+                if not tokenizer.unknown_words(prompt):
+                    out.append(prompt)
+                    break
+            except Exception:
+                return out
+        if len(out) >= limit:
+            break
+    return out
+
+
+def vocabulary_words(tokenizer) -> list[str]:
+    words = [w for w in getattr(tokenizer, "vocabulary", []) if w and not w.startswith("[")]
+    return sorted(words)
+
+
+def judge_text() -> str:
+    """The classifier that judged the pictures, as the model's metrics.json names it."""
+    found = d.judge()
+    if found is None:
+        metrics = d.text2image_metrics()
+        name = metrics.get("classifier")
+        if not name:
+            return "a CIFAR-10 classifier"
+        found = (str(name).rstrip("/").split("/")[-1], d.num(metrics.get("classifier_test_accuracy")))
+    name, accuracy = found
+    return f"the classifier **{name}**" + (f" ({f.pct(accuracy)} test accuracy)" if accuracy is not None else "")
+
+
 def folder_signature(path):
     try:
-        return tuple(sorted((f.name, f.stat().st_mtime_ns) for f in path.iterdir()))
+        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in path.iterdir()))
     except OSError:
         return ()
 
 
 api, why = diffusion_api()
 if api is None:
-    c.show_problem("The text-to-image model is not available in this copy of the project yet, "
+    f.show_problem("The text-to-image model is not available in this copy of the project yet, "
                    "so this page cannot draw pictures. The other pages work as usual.",
                    icon=":material/brush:")
     st.caption(f"Details: {why}")
     st.stop()
 
-ours_dir = c.text2image_dir()
+ours_dir = d.text2image_dir()
 official_dir = None
 try:
     official_dir = api.official_weights_dir() if hasattr(api, "official_weights_dir") else None
@@ -79,7 +124,7 @@ if ours_dir.is_dir():
 if official_dir is not None and hasattr(api, "load_official"):
     choices["official"] = "Stable Diffusion (official weights, local)"
 if not choices:
-    c.show_problem(f"No trained text-to-image model was found at `{c.display_path(ours_dir)}`. "
+    f.show_problem(f"No trained text-to-image model was found at `{d.display_path(ours_dir)}`. "
                    "Train it first (see docs/TEXT_TO_IMAGE.md).", icon=":material/brush:")
     st.stop()
 
@@ -100,22 +145,24 @@ with left:
     size = (size, size) if isinstance(size, int) else tuple(size) if size else None
 
     tokenizer = getattr(generator, "tokenizer", None)
-    examples = ["a photo of a red truck", "a photo of a white ship", "a photo of a brown horse",
-                "a photo of a green frog"]
+    examples = known_examples(tokenizer)
+    placeholder = f"e.g. {examples[0]}" if examples else "e.g. a photo of a red truck"
 
     def use_example() -> None:
         if st.session_state.get("gen_example"):
             st.session_state["gen_prompt"] = st.session_state["gen_example"]
         st.session_state["gen_example"] = None
 
-    st.pills("Examples", examples, key="gen_example", on_change=use_example,
-             format_func=lambda e: e.removeprefix("a photo of a "))
+    if examples:
+        st.pills("Examples", examples, key="gen_example", on_change=use_example,
+                 format_func=lambda e: e.removeprefix("a photo of a ").removeprefix("a photo of an "))
     with st.form("gen_form", border=True):
         prompt = st.text_area("Prompt", key="gen_prompt", max_chars=300, height=90,
-                              placeholder="e.g. a red sports car on a road")
+                              placeholder=placeholder)
         cols = st.columns(3)
-        seed = cols[0].number_input("Seed", 0, 2**31 - 1, 0, step=1, key="gen_seed",
-                                    help="Same prompt + same seed = same picture")
+        seed = cols[0].number_input("First seed", 0, 2**31 - 4, 0, step=1, key="gen_seed",
+                                    help=f"Draws {GRID} pictures, from this seed and the next "
+                                         f"{GRID - 1}. Same prompt + same seed = same picture")
         steps = cols[1].number_input("Steps", 5, 1000, 50, step=5, key="gen_steps",
                                      help="More steps: slower, usually cleaner")
         guidance = cols[2].number_input("Guidance", 0.0, 30.0, default_guidance(generator),
@@ -134,35 +181,61 @@ with left:
         st.warning("Stable Diffusion is large: on this CPU one picture takes several minutes.",
                    icon=":material/schedule:")
 
-    summary = c.text2image_summary() if which == "ours" else None
+    summary = f.text2image_kpis(d.text2image_metrics()) if which == "ours" else None
     if summary:
         with st.expander("How good is this model?"):
-            st.markdown(c.kpi_grid(summary, columns=2), unsafe_allow_html=True)
-            st.caption("Prompt accuracy: how often the best classifier recognises the class asked "
+            st.markdown(f.kpi_grid(summary, columns=2), unsafe_allow_html=True)
+            st.caption(f"Prompt accuracy: how often {judge_text()} recognises the class asked "
                        "for in generated pictures (chance is 10%). Fréchet distance: how far the "
-                       "generated pictures are from real test images in the classifier's feature "
-                       "space (lower is better). Details: saved_models/text2image/report.md.")
+                       "generated pictures are from real test images in that classifier's feature "
+                       "space (lower is better)." + (f" Details: {DOC}." if (REPO_ROOT / DOC).is_file() else ""))
 
 history: list = st.session_state.setdefault("gen_history", [])
 
+def as_rgb(image) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"the model returned an array of shape {image.shape}")
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+
+
+def draw(prompt: str, seeds: list[int], steps: int, guidance: float, on_step) -> list[np.ndarray]:
+    """One picture per seed: in one batch when the model can (one denoising loop for all four)."""
+    if hasattr(generator, "generate_batch"):
+        images = generator.generate_batch([prompt] * len(seeds), seeds, steps=steps,
+                                          guidance_scale=guidance, on_step=on_step)
+        return [as_rgb(im) for im in images]
+    out = []
+    for k, s in enumerate(seeds):
+        out.append(as_rgb(generator.generate(
+            prompt, seed=s, steps=steps, guidance_scale=guidance,
+            on_step=lambda i, total, k=k: on_step(k * int(total) + int(i), len(seeds) * int(total)))))
+    return out
+
+
 with right:
     if submitted:
-        if not prompt or not prompt.strip():
-            st.error("Please type a prompt first, for example *a red sports car on a road*.",
+        text = (prompt or "").strip()
+        unknown = []
+        if text and tokenizer is not None and hasattr(tokenizer, "unknown_words"):
+            try:
+                unknown = list(dict.fromkeys(tokenizer.unknown_words(text)))
+            except PromptError:
+                unknown = []
+        if not text:
+            st.error(f"Please type a prompt first, for example *{examples[0] if examples else 'a photo of a red truck'}*.",
                      icon=":material/edit:")
+        elif unknown:
+            st.error(f"This model does not know the word{'s' if len(unknown) > 1 else ''} "
+                     f"{', '.join(repr(w) for w in unknown[:10])}: it was trained on short captions of "
+                     "CIFAR-10 pictures and knows only these words: "
+                     f"{', '.join(vocabulary_words(tokenizer))}.", icon=":material/edit:")
         else:
-            if c.lock_busy("generation"):
-                st.info("Someone else is generating a picture; yours starts when theirs is done.",
+            if cache.lock_busy("generation"):
+                st.info("Someone else is generating pictures; yours start when theirs are done.",
                         icon=":material/hourglass_top:")
-            unknown = []
-            if tokenizer is not None and hasattr(tokenizer, "unknown_words"):
-                try:
-                    unknown = list(dict.fromkeys(tokenizer.unknown_words(prompt)))
-                except Exception:
-                    unknown = []
-            if unknown:
-                st.caption(":material/info: Words the model never saw in training (it ignores "
-                           f"them): {', '.join(unknown[:10])}.")
             bar = st.progress(0.0, text="Starting…")
 
             def on_step(i, total):
@@ -170,17 +243,11 @@ with right:
                 done = min(max(int(i), 1), total)  # trainer.diffusion counts steps from 1
                 bar.progress(done / total, text=f"Denoising step {done} of {total}")
 
+            seeds = [int(seed) + k for k in range(GRID)]
             t0 = time.monotonic()
             try:
-                with c.exclusive("generation", timeout_s=600):
-                    image = generator.generate(prompt.strip(), seed=int(seed), steps=int(steps),
-                                               guidance_scale=float(guidance), on_step=on_step)
-                image = np.asarray(image)
-                if image.dtype != np.uint8:
-                    image = np.clip(image, 0, 255).astype(np.uint8)
-                if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
-                    raise ValueError(f"the model returned an array of shape {image.shape}")
-                image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+                with cache.exclusive("generation", timeout_s=600):
+                    images = draw(text, seeds, int(steps), float(guidance), on_step)
             except PromptError as exc:
                 bar.empty()
                 st.error(f"That prompt cannot be used: {exc}", icon=":material/edit:")
@@ -193,31 +260,36 @@ with right:
                          icon=":material/error:")
             else:
                 bar.progress(1.0, text=f"Done in {time.monotonic() - t0:.1f} s")
-                history.insert(0, {"image": image, "prompt": prompt.strip(), "seed": int(seed),
+                history.insert(0, {"images": images, "seeds": seeds, "prompt": text,
                                    "steps": int(steps), "guidance": float(guidance),
                                    "model": choices[which], "seconds": time.monotonic() - t0})
-                del history[8:]
+                del history[6:]
 
     if not history:
-        st.info("Type a prompt and press **Generate**. Pictures are small (the model was trained "
-                "on 32×32 CIFAR-10 images) and shown enlarged.", icon=":material/image:")
+        st.info(f"Type a prompt and press **Generate**: the model draws it {GRID} times, from {GRID} "
+                "seeds. Pictures are small (the model was trained on 32×32 CIFAR-10 images) and "
+                "shown enlarged.", icon=":material/image:")
     else:
         last = history[0]
-        img = Image.fromarray(last["image"])
-        h, w = last["image"].shape[:2]
-        scale = max(1, 384 // max(h, w))
-        big = img.resize((w * scale, h * scale), Image.Resampling.LANCZOS) if scale > 1 else img
-        st.image(big, caption=f"“{last['prompt']}” · seed {last['seed']} · {last['steps']} steps · "
-                              f"guidance {last['guidance']:g}", width="content")
+        h, w = last["images"][0].shape[:2]
+        scale = max(1, 192 // max(h, w))
+        st.markdown(f"**“{last['prompt']}”** · {last['steps']} steps · guidance {last['guidance']:g}")
+        for row in range(0, len(last["images"]), 2):
+            cols = st.columns(2)
+            for col, image, s in zip(cols, last["images"][row:row + 2], last["seeds"][row:row + 2]):
+                img = Image.fromarray(image)
+                big = img.resize((w * scale, h * scale), Image.Resampling.LANCZOS) if scale > 1 else img
+                col.image(big, caption=f"seed {s}", width="stretch")
+                buf = io.BytesIO()
+                img.save(buf, format="PNG")
+                col.download_button("Download (true size PNG)", buf.getvalue(), file_name=f"generated_seed{s}.png",
+                                    mime="image/png", icon=":material/download:", key=f"gen_download_{s}",
+                                    type="tertiary")
         st.caption(f"True size {w}×{h} pixels" + (f", shown {scale}× larger" if scale > 1 else "")
-                   + f"; {last['model']}; {last['seconds']:.1f} s.")
-        buf = io.BytesIO()
-        img.save(buf, format="PNG")
-        st.download_button("Download (true size PNG)", buf.getvalue(), file_name="generated.png",
-                           mime="image/png", icon=":material/download:", key="gen_download")
+                   + f"; {last['model']}; {last['seconds']:.1f} s for {len(last['images'])} pictures.")
         if len(history) > 1:
             st.markdown("**Earlier in this session**")
-            cols = st.columns(7)
+            cols = st.columns(6)
             for col, item in zip(cols, history[1:]):
-                col.image(Image.fromarray(item["image"]).resize((96, 96), Image.Resampling.LANCZOS),
+                col.image(Image.fromarray(item["images"][0]).resize((96, 96), Image.Resampling.LANCZOS),
                           caption=item["prompt"][:40], width="stretch")

@@ -8,13 +8,15 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import common as c
+from dashboard import discovery as d
+from dashboard import formatting as f
+from trainer.constants import MAX_PARAMS, within_param_limit
 
-c.page_header("Architecture search",
+f.page_header("Architecture search",
               "Every KerasTuner trial: the settings it tried, its size and its accuracy on the "
               "hold-out images (carved from the training set; the test set is never used to choose).")
 
-root = c.tuning_root()
+root = d.tuning_root()
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -55,13 +57,13 @@ def sig(*paths):
 csv_path, json_path = root / "summary.csv", root / "summary.json"
 df, problem = read_trials(str(csv_path), str(json_path), sig(csv_path, json_path))
 if df is None:
-    c.show_problem(
+    f.show_problem(
         (f"The search summary could not be read: {problem}." if problem else
-         f"No search results yet: `{c.display_path(root)}/summary.csv` does not exist. "
+         f"No search results yet: `{d.display_path(root)}/summary.csv` does not exist. "
          "Run the KerasTuner search to create it."), icon=":material/search_off:")
     st.stop()
 if df.empty:
-    c.show_problem("The search summary holds no trials yet.")
+    f.show_problem("The search summary holds no trials yet.")
     st.stop()
 
 df = df.copy()
@@ -83,13 +85,13 @@ m[0].metric("Trials", len(df))
 m[1].metric("Finished with a score", len(done))
 if has_acc:
     best = done.loc[done["val_accuracy"].idxmax()]
-    m[2].metric("Best hold-out accuracy", c.pct(best["val_accuracy"]), help=f"trial {best['trial_id']}")
+    m[2].metric("Best hold-out accuracy", f.pct(best["val_accuracy"]), help=f"trial {best['trial_id']}")
     if has_params:
-        small = done[done["params"] <= c.PARAM_LIMIT]
+        small = done[done["params"].map(within_param_limit)]
         if len(small):
             b2 = small.loc[small["val_accuracy"].idxmax()]
-            m[3].metric("Best under 1M params", c.pct(b2["val_accuracy"]),
-                        help=f"trial {b2['trial_id']}, {c.count(b2['params'])} params")
+            m[3].metric("Best under 1M params", f.pct(b2["val_accuracy"]),
+                        help=f"trial {b2['trial_id']}, {f.count(b2['params'])} params")
         else:
             m[3].metric("Best under 1M params", "—")
 
@@ -141,7 +143,7 @@ with st.container():
                 nice = [m * 10 ** e for e in range(-6, 13) for m in (1, 2, 5)]
                 ticks = [v for v in nice if logs.min() - 1e-9 <= np.log10(v) <= logs.max() + 1e-9]
                 dims.append(dict(label=label, values=logs, tickvals=np.log10(ticks).tolist(),
-                                 ticktext=[c.count(v) for v in ticks]))
+                                 ticktext=[f.count(v) for v in ticks]))
             else:
                 dims.append(dict(label=label, values=values, tickformat=".3~g"))
         else:
@@ -153,14 +155,14 @@ with st.container():
         dims.append(dict(label="hold-out accuracy", values=pview["val_accuracy"].to_numpy(),
                          tickformat=".0%"))
     if len(dims) < 2 or pview.empty:
-        c.show_problem("Not enough columns to draw parallel coordinates.")
+        f.show_problem("Not enough columns to draw parallel coordinates.")
     else:
         fig = go.Figure(go.Parcoords(
             line=dict(color=pview["val_accuracy"] if has_acc else None,
                       colorscale="Viridis", showscale=False),
             dimensions=dims))
         fig.update_layout(height=420, margin=dict(t=60, b=30, l=60, r=60))
-        c.chart(fig, key="search_parcoords")
+        f.chart(fig, key="search_parcoords")
         st.caption("Each line is one scored trial, coloured by its accuracy (yellow = best); drag "
                    "along an axis to highlight a range.")
 
@@ -168,7 +170,7 @@ st.subheader("Accuracy against size")
 left, right = st.columns([3, 2], gap="large")
 with left:
     if not (has_acc and has_params):
-        c.show_problem("The summary lacks accuracy or parameter counts.")
+        f.show_problem("The summary lacks accuracy or parameter counts.")
     else:
         pts = view[view["val_accuracy"].notna() & view["params"].notna()]
         options = ["status"] + hp_cols
@@ -184,28 +186,28 @@ with left:
                          color_continuous_scale="Viridis",
                          labels={"params": "parameters", "val_accuracy": "hold-out accuracy"})
         fig.update_traces(marker=dict(size=12, opacity=0.85, line=dict(width=1, color="white")))
-        fig.add_vline(x=c.PARAM_LIMIT, line_dash="dash", line_color="#d62728",
+        fig.add_vline(x=MAX_PARAMS, line_dash="dash", line_color="#d62728",
                       annotation_text="1M parameter limit")
         fig.update_layout(height=370, yaxis_tickformat=".0%", margin=dict(t=30, b=40, l=40, r=20),
                           legend=dict(orientation="h", y=-0.25))
-        c.chart(fig, key="search_scatter")
+        f.chart(fig, key="search_scatter")
 
 with right:
     if has_acc and len(done):
         best = done.loc[done["val_accuracy"].idxmax()]
         with st.container(border=True):
             st.markdown(f"**Best trial: {best['trial_id']}**")
-            items = [("Hold-out accuracy", c.pct(best["val_accuracy"]), "big")]
+            items = [("Hold-out accuracy", f.pct(best["val_accuracy"]), "big")]
             if "params" in best:
-                ok = None if pd.isna(best["params"]) else best["params"] <= c.PARAM_LIMIT
-                items.append(("Parameters", c.count(None if pd.isna(best["params"]) else best["params"]),
+                ok = None if pd.isna(best["params"]) else within_param_limit(best["params"])
+                items.append(("Parameters", f.count(None if pd.isna(best["params"]) else best["params"]),
                               "" if ok is None else ("good" if ok else "bad")))
             if "macs" in best:
-                items.append(("MACs / image", c.count(None if pd.isna(best["macs"]) else best["macs"]), ""))
-            st.markdown(c.kpi_grid(items), unsafe_allow_html=True)
+                items.append(("MACs / image", f.count(None if pd.isna(best["macs"]) else best["macs"]), ""))
+            st.markdown(f.kpi_grid(items), unsafe_allow_html=True)
             if hp_cols:
                 st.dataframe(pd.DataFrame({"setting": [h.removeprefix("hp_") for h in hp_cols],
-                                           "value": [c.fmt_any(best[h]) for h in hp_cols]}),
+                                           "value": [f.fmt_any(best[h]) for h in hp_cols]}),
                              hide_index=True, width="stretch", height=260)
 
 st.subheader("All trials")

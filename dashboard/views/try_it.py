@@ -1,79 +1,34 @@
 """Try it: classify an uploaded picture or a test image and show the top-5 classes."""
 
-import io
-import warnings
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from dashboard import common as c
+from dashboard import caching as cache
+from dashboard import discovery as d
+from dashboard import formatting as f
+from dashboard import uploads
+from trainer import ood
+from trainer.data import CLASS_NAMES
 
-CLASSES = list(c.CLASS_NAMES)
+CLASSES = list(CLASS_NAMES)
 
-c.page_header("Try it",
+f.page_header("Try it",
               "Give a model a picture and see what it thinks. The models know ten classes: "
               + ", ".join(CLASSES) + ".")
 
-models = c.usable_models(need="model")
+models = d.usable_models(need="model")
 if not models:
-    _, problem = c.discover_models()
-    c.show_problem(problem or "No classifier with a readable model file was found.")
+    _, problem = d.discover_models()
+    f.show_problem(problem or "No classifier with a readable model file was found.")
     st.stop()
-
-
-class BadImage(ValueError):
-    """The upload is not a usable picture; the message says why."""
-
-
-def decode_upload(data: bytes) -> Image.Image:
-    if not data:
-        raise BadImage("The file is empty.")
-    if len(data) > c.MAX_UPLOAD_MB * 1024 * 1024:
-        raise BadImage(f"The file is larger than {c.MAX_UPLOAD_MB} MB. Please use a smaller image.")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            if w * h > c.MAX_IMAGE_PIXELS:
-                raise BadImage(f"The image is {w:,}×{h:,} pixels, more than "
-                               f"{c.MAX_IMAGE_PIXELS // 1_000_000} megapixels. Please use a "
-                               "smaller image.")
-            img.load()
-            img = ImageOps.exif_transpose(img)
-    except BadImage:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BadImage("The image is far too large to open safely. Please use a smaller image.")
-    except UnidentifiedImageError:
-        raise BadImage("This file is not an image we can read. Please upload a PNG, JPEG, WebP, "
-                       "BMP, GIF or TIFF picture.")
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise BadImage(f"The image file seems damaged or truncated ({exc}).")
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float: stretch to 8 bits
-        a = np.asarray(img, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
-        img = Image.fromarray(a.astype(np.uint8))
-    if img.mode in ("RGBA", "LA", "P", "PA"):
-        img = img.convert("RGBA")
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, img)
-    return img.convert("RGB")
-
-
-def to_model_input(img: Image.Image, crop: bool) -> Image.Image:
-    if crop:
-        return ImageOps.fit(img, (32, 32), Image.Resampling.LANCZOS)
-    return img.resize((32, 32), Image.Resampling.LANCZOS)
 
 
 top = st.columns([2, 2])
 with top[0]:
-    entry = c.model_picker(models, key="try_model")
+    entry = f.model_picker(models, key="try_model")
 with top[1]:
     source = st.segmented_control("Picture", ["Upload", "Test image"], default="Upload",
                                   key="try_source") or "Upload"
@@ -86,10 +41,11 @@ note = None
 if source == "Upload":
     # No `type=` filter: Streamlit would raise on a wrong extension; the content is checked
     # below instead, so any wrong file gets a plain message.
-    up = st.file_uploader("Upload a picture (any size; it is shrunk to 32×32 pixels)",
-                          key="try_upload", max_upload_size=c.MAX_UPLOAD_MB,
-                          help="PNG, JPEG, WebP, BMP, GIF or TIFF, up to "
-                               f"{c.MAX_UPLOAD_MB} MB")
+    up = st.file_uploader("Upload a picture (it is shrunk to 32×32 pixels)",
+                          key="try_upload", max_upload_size=uploads.MAX_UPLOAD_MB,
+                          help=f"PNG, JPEG, WebP, BMP, GIF or TIFF, up to {uploads.MAX_UPLOAD_MB} MB and "
+                               f"{uploads.MAX_SIDE:,}×{uploads.MAX_SIDE:,} pixels. A larger file is refused: "
+                               f"{uploads.too_large_message()}")
     crop = st.toggle("Crop to the centre square (otherwise squash)", value=True, key="try_crop")
     if up is None:
         st.info("Upload a photo of an airplane, car, bird, cat, deer, dog, frog, horse, ship or "
@@ -97,21 +53,20 @@ if source == "Upload":
                 icon=":material/upload:")
         st.stop()
     try:
-        original = decode_upload(up.getvalue())
-    except BadImage as exc:
+        original, (w, h) = uploads.decode_upload(up.getvalue())
+    except uploads.BadImage as exc:
         st.error(str(exc), icon=":material/broken_image:")
         st.stop()
-    small = to_model_input(original, crop)
-    w, h = original.size
+    small = uploads.to_model_input(original, crop)
     if (w, h) != (32, 32):
         how = "cropped to its centre square and " if crop and w != h else ""
         note = (f"Your picture is {w:,}×{h:,} pixels; it was {how}shrunk to 32×32, the size the "
                 "models were trained on, so fine detail is lost.")
 else:
     try:
-        x_test, y_test, _ = c.test_set()
-    except c.DashboardDataError as exc:
-        c.show_problem(str(exc), icon=":material/image_not_supported:")
+        x_test, y_test, _ = cache.test_set()
+    except cache.DashboardDataError as exc:
+        f.show_problem(str(exc), icon=":material/image_not_supported:")
         st.stop()
     pick = st.columns([2, 2, 1])
     cls = pick[0].selectbox("Class", ["any"] + CLASSES, key="try_class")
@@ -131,9 +86,9 @@ else:
     truth = CLASSES[int(y_test[idx])]
 
 try:
-    model = c.classifier(entry)
-    probs = c.predict(model, np.asarray(small, dtype=np.uint8))[0]
-except c.DashboardDataError as exc:
+    model = cache.classifier(entry)
+    probs = cache.predict(model, np.asarray(small, dtype=np.uint8))[0]
+except cache.DashboardDataError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
 except Exception as exc:  # a model that loads but fails to run
@@ -142,6 +97,12 @@ except Exception as exc:  # a model that loads but fails to run
     st.stop()
 
 order = np.argsort(-probs)[:5]
+try:
+    threshold = ood.load_threshold()
+except (FileNotFoundError, ValueError):  # no calibration in this copy: answer without the flag
+    threshold = None
+# The threshold was calibrated on the shipped classifier; other models' confidences differ.
+unsure = threshold is not None and entry.role == "classifier" and ood.flag(probs, threshold)
 best = CLASSES[order[0]]
 left, mid, right = st.columns([1, 1, 2], gap="large")
 with left:
@@ -153,6 +114,12 @@ with mid:
 with right:
     verdict = f"### {best} · {probs[order[0]]:.0%}"
     st.markdown(verdict)
+    if unsure:
+        st.warning(f"**Probably none of the ten classes.** The model's answer is *{best}*, but it is less "
+                   f"sure than it is for {ood.TARGET_PASS_RATE:.0%} of the CIFAR-10 pictures it knows "
+                   f"(top probability {probs[order[0]]:.0%}, below {threshold:.0%}). It only knows "
+                   "airplanes, cars, birds, cats, deer, dogs, frogs, horses, ships and trucks.",
+                   icon=":material/help:")
     if truth is not None:
         if truth == best:
             st.success(f"Correct: this test image is a **{truth}**.", icon=":material/check_circle:")
@@ -164,7 +131,7 @@ with right:
         marker_color=["#4c78a8"] * 4 + ["#f58518"]))
     fig.update_layout(title=f"Top 5 classes · {entry.name}", xaxis_title="probability (%)",
                       xaxis_range=[0, 100], height=320, margin=dict(t=50, b=30, l=20, r=20))
-    c.chart(fig, key="try_top5")
+    f.chart(fig, key="try_top5")
 if note:
     st.caption(f":material/info: {note}")
 
@@ -173,7 +140,7 @@ if others and st.toggle("Compare with the other models", key="try_compare"):
     rows = []
     for m in [entry] + others:
         try:
-            p = c.predict(c.classifier(m), np.asarray(small, dtype=np.uint8))[0]
+            p = cache.predict(cache.classifier(m), np.asarray(small, dtype=np.uint8))[0]
         except Exception as exc:
             rows.append({"model": m.name, "prediction": f"unavailable ({exc.__class__.__name__})",
                          "confidence": None})

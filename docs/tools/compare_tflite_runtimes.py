@@ -3,7 +3,7 @@
     .venv/bin/python docs/tools/compare_tflite_runtimes.py airnet_sep_cutout8 resnet20
     .venv/bin/python docs/tools/compare_tflite_runtimes.py $(ls saved_models/*/model_int8.tflite | cut -d/ -f2)
 
-The check behind the nineteenth session's switch of `trainer.export` to LiteRT: for each model folder
+The check behind the switch (experiment 44) of `trainer.export` to LiteRT: for each model folder
 named (under saved_models/) and each of its two exports (float32, int8) it prints the largest difference of
 the two runtimes' outputs on 10 random images (0 = bit for bit) and their median batch-1 latency on
 one thread, 3 x 500 timed calls each, interleaved so that drift on the machine hits both alike.
@@ -47,22 +47,22 @@ def main(names):
 
     from trainer.artifacts import cpu_name
     from trainer.export import TFLITE_RUNTIME
-    from trainer.latency import _tflite_call, _time_calls  # the project's own timed call and timer
-    from trainer.training import configure_threads
+    from trainer.runtime import configure
+    from trainer.timing import tflite_call, time_calls  # the project's own timed call and timer
 
-    configure_threads(1)
+    configure(threads=1)
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (10, 1, 32, 32, 3)).astype(np.float32)
     results = {}
     for name in names:
         for filename in ("model.tflite", "model_int8.tflite"):
             path = REPO / "saved_models" / name / filename
-            old, new = _tf_lite_call(path), _tflite_call(path)
+            old, new = _tf_lite_call(path), tflite_call(path)
             diff = max(float(np.abs(old(x).astype(float) - new(x).astype(float)).max()) for x in images)
             old_ms, new_ms = [], []
             for _ in range(3):
-                old_ms += _time_calls(lambda: old(images[0]), runs=500, warmup=50)
-                new_ms += _time_calls(lambda: new(images[0]), runs=500, warmup=50)
+                old_ms += time_calls(lambda: old(images[0]), runs=500, warmup=50)
+                new_ms += time_calls(lambda: new(images[0]), runs=500, warmup=50)
             key = f"{name}/{filename}"
             results[key] = {"max_output_difference": diff, "tf.lite_median_ms": round(float(np.median(old_ms)), 4),
                             "litert_median_ms": round(float(np.median(new_ms)), 4)}

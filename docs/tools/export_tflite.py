@@ -29,13 +29,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from trainer.deliverables import deliverable_dir  # noqa: E402
+
 PARTS = ("text_encoder", "unet", "decoder")
 VARIANTS = ("float32", "float16", "int8_dynamic")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="saved_models/text2image")
+    p.add_argument("--model", default=str(deliverable_dir("text_to_image")))
     p.add_argument("--outdir", default="/tmp/text2image_tflite")
     p.add_argument("--threads", type=int, default=1, help="TFLite interpreter threads")
     p.add_argument("--runs", type=int, default=3)
@@ -94,7 +96,7 @@ INPUT_NAMES = {"text_encoder": ["tokens", "positions"], "unet": ["latent", "time
 
 def main(argv=None):
     args = parse_args(argv)
-    from trainer.diffusion.train import set_threads
+    from trainer.runtime import configure as set_threads
     set_threads(1)
     from trainer.diffusion import load_text_to_image
     from trainer.diffusion.schedule import ddim_sample

@@ -1,7 +1,7 @@
 """Pictures for docs/HOW_IT_WORKS.md, made from the real text-to-image model.
 
     .venv/bin/python docs/tools/make_step_figure.py                       # all three figures
-    .venv/bin/python docs/tools/make_step_figure.py --model saved_models/text2image --seed 3
+    .venv/bin/python docs/tools/make_step_figure.py --seed 3
 
 Writes (all PNG, pixels enlarged with nearest-neighbour so nothing is smoothed or invented):
 
@@ -33,10 +33,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from trainer.deliverables import deliverable_dir  # noqa: E402
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="saved_models/text2image")
+    p.add_argument("--model", default=str(deliverable_dir("text_to_image")))
     p.add_argument("--prompts", nargs="+", default=["a photo of a blue ship", "a photo of a red truck"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=50)
@@ -224,7 +226,7 @@ def guidance_figure(model, args, record):
 
 def main(argv=None):
     args = parse_args(argv)
-    from trainer.diffusion.train import set_threads
+    from trainer.runtime import configure as set_threads
     set_threads(args.threads)
     from trainer.diffusion import load_text_to_image
 

@@ -41,7 +41,7 @@ def main(argv=None):
     p.add_argument("--skip-decoder", action="store_true")
     p.add_argument("--out", default=str(ROOT / "docs" / "tools" / "full_sd_measured.json"))
     args = p.parse_args(argv)
-    from trainer.diffusion.train import set_threads
+    from trainer.runtime import configure as set_threads
     set_threads(args.threads)
     import tensorflow as tf
     from keras_cv.models.stable_diffusion import Decoder, DiffusionModel, TextEncoder

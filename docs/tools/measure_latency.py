@@ -33,12 +33,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from trainer.deliverables import deliverable_dir  # noqa: E402
+
 from trainer.artifacts import cpu_name  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="saved_models/text2image")
+    p.add_argument("--model", default=str(deliverable_dir("text_to_image")))
     p.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads (0 = TF default)")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--batch", type=int, default=16)
@@ -58,7 +60,7 @@ def timed(fn, runs):
 
 def main(argv=None):
     args = parse_args(argv)
-    from trainer.diffusion.train import set_threads
+    from trainer.runtime import configure as set_threads
     set_threads(args.threads)
     from trainer.diffusion import load_text_to_image
     from trainer.diffusion.schedule import timestep_embedding

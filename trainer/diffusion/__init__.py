@@ -1,7 +1,7 @@
 """Text-to-image latent diffusion (LDM, Rombach et al. 2022) built from KerasCV's Stable Diffusion parts.
 
     from trainer.diffusion import load_text_to_image
-    model = load_text_to_image()                    # saved_models/text2image
+    model = load_text_to_image()                    # the deliverable named in saved_models/DELIVERABLES.json
     image = model.generate("a photo of a red truck", seed=0, steps=50)   # uint8 (32, 32, 3)
 
 Heavy imports (TensorFlow, Keras) happen inside the functions, so importing this package is cheap.
@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from trainer.diffusion.tokenizer import PromptError
 
-DEFAULT_MODEL_DIR = "saved_models/text2image"
-
-
-def load_text_to_image(model_dir=DEFAULT_MODEL_DIR):
-    """The trained small model; FileNotFoundError / ValueError (with the path) if missing or corrupt."""
+def load_text_to_image(model_dir=None):
+    """The trained small model (default: the text-to-image deliverable); FileNotFoundError /
+    ValueError (with the path) if missing or corrupt."""
     from trainer.diffusion.model import load_model_dir
 
     return load_model_dir(model_dir)
@@ -35,4 +33,4 @@ def load_official(weights_dir, image_size: int = 512):
     return _load(weights_dir, image_size=image_size)
 
 
-__all__ = ["PromptError", "load_text_to_image", "official_weights_dir", "load_official", "DEFAULT_MODEL_DIR"]
+__all__ = ["PromptError", "load_text_to_image", "official_weights_dir", "load_official"]

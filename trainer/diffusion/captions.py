@@ -85,10 +85,6 @@ def make_captions(images: np.ndarray, labels: np.ndarray) -> list[str]:
     return [caption(int(y), COLOURS[c]) for c, y in zip(colours, np.asarray(labels))]
 
 
-def class_prompt(label: int) -> str:
-    return caption(label)
-
-
 def drop_colour(text: str) -> str:
     """"a photo of a red truck" -> "a photo of a truck" (trains the class-only prompts too)."""
     words = text.split()

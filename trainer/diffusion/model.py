@@ -38,7 +38,8 @@ class TextToImage:
         self.text_encoder = build_text_encoder(tokenizer.vocab_size, c.max_length, c.text_dim,
                                                c.text_layers, c.text_heads)
         self.unet = build_unet(c.latent_size, c.latent_channels, c.max_length, c.text_dim,
-                               c.unet_widths, c.unet_attention, c.unet_heads, c.unet_blocks, c.time_dim)
+                               c.unet_widths, c.unet_attention, c.unet_heads, c.unet_blocks, c.time_dim,
+                               c.pooled_text)
         self.alphas = alphas_cumprod()
         self._positions = np.arange(c.max_length, dtype=np.int32)[None]
         self._keras = keras
@@ -123,7 +124,7 @@ class TextToImage:
         noise = np.stack([np.random.default_rng(int(s)).standard_normal(
             (size, size, self.config.latent_channels)).astype(np.float32) for s in seeds])
         latent = ddim_sample(self.predict_noise, context, uncond, noise, steps, scale,
-                             self.alphas, self.config.time_dim, on_step)
+                             self.alphas, self.config.time_dim, on_step, self.config.prediction)
         return self.decode_latents(latent)
 
     def generate(self, prompt: str, seed: int = 0, steps: int = 50, guidance_scale: float | None = None,
@@ -164,12 +165,12 @@ def _check_steps(steps) -> int:
     return int(steps)
 
 
-def load_model_dir(model_dir="saved_models/text2image") -> TextToImage:
-    """Rebuilds the model from config.json + vocab.json and loads its .weights.h5 files."""
-    model_dir = Path(model_dir)
-    repo_root = Path(__file__).resolve().parents[2]
-    if not model_dir.is_absolute() and not model_dir.exists() and (repo_root / model_dir).is_dir():
-        model_dir = repo_root / model_dir  # the default path works from any working directory
+def load_model_dir(model_dir=None) -> TextToImage:
+    """Rebuilds the model from config.json + vocab.json and loads its .weights.h5 files
+    (default folder: the text-to-image deliverable)."""
+    from trainer.deliverables import deliverable_dir
+
+    model_dir = deliverable_dir("text_to_image") if model_dir is None else Path(model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"no text-to-image model at {model_dir}: train one with "
                                 "`python -m trainer.diffusion.train` or point at the right folder")

@@ -14,7 +14,6 @@ KerasCV 0.9's source; see docs/TEXT_TO_IMAGE.md), and put them in one folder:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -45,18 +44,6 @@ def official_weights_dir() -> Path | None:
 def missing_files(weights_dir) -> list[str]:
     folder = Path(weights_dir)
     return [name for name in FILES if not (folder / name).is_file()]
-
-
-def verify_hashes(weights_dir) -> dict:
-    """name -> True/False: does the file match KerasCV's published SHA-256? (Slow: reads 4 GB.)"""
-    out = {}
-    for name, (_, digest) in FILES.items():
-        h = hashlib.sha256()
-        with open(Path(weights_dir) / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        out[name] = h.hexdigest() == digest
-    return out
 
 
 class OfficialTextToImage:

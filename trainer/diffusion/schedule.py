@@ -43,11 +43,14 @@ def ddim_timesteps(num_steps: int) -> np.ndarray:
 
 
 def ddim_sample(predict_noise, context, uncond_context, noise, num_steps: int,
-                guidance_scale: float, alphas: np.ndarray, time_dim: int, on_step=None):
+                guidance_scale: float, alphas: np.ndarray, time_dim: int, on_step=None,
+                prediction: str = "epsilon"):
     """Deterministic DDIM (eta = 0) with classifier-free guidance.
 
-    predict_noise(latent, t_emb, context) -> predicted noise, all batched; the conditional and
-    unconditional predictions share one call by stacking them on the batch axis.
+    predict_noise(latent, t_emb, context) -> the UNet's output (epsilon, or v when
+    prediction == "v"), all batched; the conditional and unconditional predictions share one call
+    by stacking them on the batch axis. Guidance is linear, so mixing in v-space equals mixing
+    the epsilons.
     """
     timesteps = ddim_timesteps(num_steps)
     a_cum = [float(alphas[t]) for t in timesteps]
@@ -60,9 +63,14 @@ def ddim_sample(predict_noise, context, uncond_context, noise, num_steps: int,
         t_emb = timestep_embedding(np.full(2 * n, timesteps[index]), time_dim)
         eps = np.asarray(predict_noise(np.concatenate([latent, latent]), t_emb, both_context))
         cond, uncond = eps[:n], eps[n:]
-        eps = uncond + guidance_scale * (cond - uncond)
+        out = uncond + guidance_scale * (cond - uncond)
         a_t, a_p = a_cum[index], a_prev[index]
-        pred_x0 = (latent - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+        if prediction == "v":
+            eps = math.sqrt(a_t) * out + math.sqrt(1 - a_t) * latent
+            pred_x0 = math.sqrt(a_t) * latent - math.sqrt(1 - a_t) * out
+        else:
+            eps = out
+            pred_x0 = (latent - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
         latent = (eps * math.sqrt(1.0 - a_p) + math.sqrt(a_p) * pred_x0).astype(np.float32)
         if on_step is not None:
             on_step(done, total)

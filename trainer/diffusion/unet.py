@@ -3,6 +3,7 @@
 Same blocks as `keras_cv.models.stable_diffusion.DiffusionModel` (ResBlock with the time
 embedding, SpatialTransformer with self- and cross-attention to the text states, strided
 PaddedConv2D to go down, Upsample to come up, skip connections, GroupNorm + swish + conv out).
+Added: an optional pooled text embedding summed into the time embedding (Imagen, SDXL).
 Changed: the number of levels, their widths and heads, and the blocks per level come from the
 config (SD 1.x: 4 levels, 320/640/1280/1280 channels, 2 blocks, 8 heads); SD's 2 ResBlock +
 3 up ResBlocks per level become `blocks` and `blocks + 1`; the sinusoidal time-step input is
@@ -21,9 +22,11 @@ from keras_cv.src.models.stable_diffusion.padded_conv2d import PaddedConv2D
 
 
 def build_unet(latent_size: int, latent_channels: int, context_length: int, context_dim: int,
-               widths: tuple, attention: tuple, heads: int, blocks: int, time_dim: int):
+               widths: tuple, attention: tuple, heads: int, blocks: int, time_dim: int,
+               pooled_text: bool = False):
     """widths[i] channels at level i (level 0 = full latent size); attention[i] says whether
-    that level has SpatialTransformers (cross-attention to the text)."""
+    that level has SpatialTransformers (cross-attention to the text). pooled_text adds the mean
+    text state to the time embedding, so every ResBlock is conditioned on the prompt."""
     if len(widths) != len(attention):
         raise ValueError("widths and attention need one entry per level")
     for w in widths:
@@ -39,6 +42,10 @@ def build_unet(latent_size: int, latent_channels: int, context_length: int, cont
     t_emb = keras.layers.Dense(4 * time_dim)(t_embed_input)
     t_emb = keras.layers.Activation("swish")(t_emb)
     t_emb = keras.layers.Dense(4 * time_dim)(t_emb)
+    if pooled_text:
+        pooled = keras.layers.GlobalAveragePooling1D()(context)
+        pooled = keras.layers.Dense(4 * time_dim)(pooled)
+        t_emb = keras.layers.Add()([t_emb, pooled])
 
     def transformer(width):
         return SpatialTransformer(heads, width // heads, fully_connected=False)
