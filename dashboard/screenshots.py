@@ -264,6 +264,14 @@ def walk(page: Page, url: str, out: Path, generation_steps: int | None = None) -
     # 6. Prompt to image: an empty prompt gets a message, the first example prompt four pictures
     page.goto("Prompt to image")
     page.wait_text("Prompt to image")
+    # loading the model (TensorFlow, then the weights) can take minutes on a busy machine
+    deadline = time.monotonic() + 600
+    while not page.find_all('[data-testid="stFormSubmitButton"] button'):
+        if "could not be loaded" in page.text() or "not available" in page.text():
+            raise AssertionError("the prompt page cannot use the text-to-image model:\n" + page.text()[-1500:])
+        if time.monotonic() > deadline:
+            raise AssertionError("the prompt page did not show its form within 600 s")
+        time.sleep(0.5)
     page.wait_idle(120)
     submit = page.wait_for('[data-testid="stFormSubmitButton"] button', 60)
     submit[0].click()

@@ -18,8 +18,9 @@ import tomllib
 import warnings
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from trainer.images import to_rgb8
 
 CONFIG_FILE = Path(__file__).resolve().parent / ".streamlit" / "config.toml"
 
@@ -62,19 +63,6 @@ def check_dimensions(w: int, h: int) -> None:
                        f"({MAX_PIXELS / 1e6:.1f} megapixels). Please use a smaller image.")
 
 
-def _flatten(img: Image.Image) -> Image.Image:
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float: stretch to 8 bits
-        a = np.asarray(img, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
-        img = Image.fromarray(a.astype(np.uint8))
-    if img.mode in ("RGBA", "LA", "P", "PA"):
-        img = img.convert("RGBA")
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, img)
-    return img.convert("RGB")
-
-
 def decode_upload(data: bytes) -> tuple[Image.Image, tuple[int, int]]:
     """(RGB picture at most SHOWN_SIDE a side, original (width, height)), or BadImage."""
     check_size(len(data))
@@ -109,7 +97,7 @@ def _decode(data: bytes) -> tuple[Image.Image, tuple[int, int]]:
                        "BMP, GIF or TIFF picture.") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise BadImage(f"The image file seems damaged or truncated ({exc}).") from None
-    return _flatten(img), size
+    return to_rgb8(img), size
 
 
 def to_model_input(img: Image.Image, crop: bool) -> Image.Image:

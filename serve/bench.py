@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     cores = os.cpu_count()
     busy = max(load_start[0], load_end[0]) > 0.5 * cores
     record = {
-        "command": "python -m serve.bench" + (f" --server-args '{args.server_args}'" if args.server_args else ""),
+        "command": " ".join(["python -m serve.bench", *(sys.argv[1:] if argv is None else argv)]),
         "server": " ".join(["python -m serve", *args.server_args.split()]),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_name(), "cores": cores, "python": platform.python_version(),
@@ -226,7 +226,8 @@ def main(argv=None) -> int:
         "startup_s": start_s,
         "server_rss_idle_mb": round(idle_rss / 2**20),
         "server_rss_peak_mb": round(rss.peak / 2**20),
-        "client": "closed-loop asyncio clients (httpx); after a 503 a client waits Retry-After",
+        "client": ("closed-loop asyncio clients (httpx) on the same machine as the server; after a 503 "
+                   "a client waits Retry-After"),
         "results": results,
     }
     Path(args.out).write_text(json.dumps(record, indent=1) + "\n")

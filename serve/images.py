@@ -15,6 +15,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from trainer.images import to_rgb8
+
 FORMATS = ("PNG", "JPEG", "WEBP")   # what the API accepts
 MAX_IMAGE_PIXELS = 40_000_000      # 40 megapixels, as the dashboard
 SIZE = 32
@@ -50,16 +52,7 @@ def decode(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, formats=FORMATS) -> 
                        + f" or {formats[-1]}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise BadImage(f"the image file is damaged or truncated ({exc})") from None
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float: stretch to 8 bits
-        a = np.asarray(img, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
-        img = Image.fromarray(a.astype(np.uint8))
-    if img.mode in ("RGBA", "LA", "P", "PA"):
-        img = img.convert("RGBA")
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, img)
-    return img.convert("RGB")
+    return to_rgb8(img)
 
 
 def to_model_input(img: Image.Image, crop: bool = True) -> np.ndarray:

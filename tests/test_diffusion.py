@@ -110,7 +110,7 @@ def test_training_writes_a_complete_small_model(tiny_model):
     state = json.loads((root / "ckpt" / "current" / "state.json").read_text())
     assert state["ldm"]["step"] == 2
     # The snapshot halfway is a loadable model whose weights differ from the end of the run.
-    half = json.loads((root / "model_at0.5" / "training.json").read_text())
+    half = json.loads((root / "ckpt" / "snapshots" / "at0.5" / "training.json").read_text())
     assert half["diffusion_steps"] == 1 and half["fraction_of_run"] == 0.5
     # The frozen first stage is copied unchanged into the model.
     import h5py
@@ -383,3 +383,15 @@ def test_official_wiring_with_untrained_full_size_components(tmp_path):
         model.generate("  ")
     with pytest.raises(PromptError, match="77"):
         model.generate("cat " * 100)
+
+
+@pytest.mark.parametrize("command", ["train", "train_autoencoder"])
+@pytest.mark.parametrize("bad", [["--out", "."], ["--out", "saved_models"], ["--out", "trainer"],
+                                 ["--checkpoint-dir", "/"], ["--batch-size", "0"], ["--limit", "3"]])
+def test_training_commands_refuse_bad_arguments_before_any_work(command, bad, capsys):
+    import importlib
+
+    parse_args = importlib.import_module(f"trainer.diffusion.{command}").parse_args
+    with pytest.raises(SystemExit) as exc:
+        parse_args(bad)
+    assert exc.value.code == 2 and "error:" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """The input pipeline, the learning-rate schedule, precision, and the folders a run writes."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -158,7 +160,7 @@ def test_every_saved_config_replays_as_its_recipe(role):
     folder = deliverable_dir(role)
     from_config = recipes.load(str(folder / "config.json"))
     assert from_config == recipes.load(folder.name)
-    saved = __import__("json").loads((folder / "config.json").read_text())
+    saved = json.loads((folder / "config.json").read_text())
     for key in ("epochs", "batch_size", "cutout", "holdout", "seed"):  # the settings a replay once lost
         assert from_config[key] == saved[key], key
     assert from_config["precision"] == (saved.get("precision") or "float32")
@@ -178,8 +180,6 @@ def test_flags_override_a_recipe_one_by_one_and_names_are_checked():
 
 
 def test_a_recipe_of_a_retired_experiment_names_the_tag(tmp_path):
-    import json
-
     from trainer import recipes
 
     spec = tmp_path / "old.json"

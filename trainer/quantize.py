@@ -21,7 +21,7 @@ from trainer import cli
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m trainer.quantize", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model_dir", type=Path, help="a folder written by trainer.train, e.g. saved_models/sepnet_hybrid")
+    p.add_argument("model_dir", type=Path, help="a folder written by trainer.train, e.g. saved_models/<name>")
     p.add_argument("--calibration", type=cli.positive_int, default=1000,
                    help="training images used to calibrate activation ranges (default: 1000)")
     p.add_argument("--seed", type=cli.non_negative_int, default=0)

@@ -217,13 +217,13 @@ with left:
         fig.add_annotation(x=math.log10(MAX_LATENCY_MS), y=1, yref="paper", yanchor="bottom",
                            xanchor="right", text=f"{MAX_LATENCY_MS:.0f} ms limit",
                            showarrow=False, font=dict(color="#d62728"))
-        for m in pts:
+        for m in sorted(pts, key=lambda m: m.kind != "experiment"):  # deliverables drawn on top
             over = m.params is not None and not within_param_limit(m.params)
             fig.add_trace(go.Scatter(
                 x=[m.latency(lat_kind)], y=[100 * m.accuracy], mode="markers", name=m.name,
                 showlegend=m.kind != "experiment",
                 cliponaxis=False,
-                marker=dict(size=14 + 46 * ((m.params or 0) / max_params) ** 0.5,
+                marker=dict(size=(14 + 46 * ((m.params or 0) / max_params) ** 0.5) * (0.6 if m.kind == "experiment" else 1),
                             color=COLOR.get(m.path.name, GREY) if m.kind != "experiment" else GREY,
                             symbol="diamond" if over else "circle", opacity=0.75,
                             line=dict(width=2, color="#d62728" if over else "white")),
@@ -260,7 +260,7 @@ with right:
         fig.add_vline(x=MAX_PARAMS / 1e6, line_dash="dash", line_color="#d62728",
                       annotation_text="1M parameter limit", annotation_position="top left",
                       annotation_font_color="#d62728")
-        for m in pts:
+        for m in sorted(pts, key=lambda m: m.kind != "experiment"):  # deliverables drawn on top
             fig.add_trace(go.Scatter(
                 x=[m.params / 1e6], y=[100 * m.accuracy], mode="markers", name=m.name,
                 showlegend=m.kind != "experiment",

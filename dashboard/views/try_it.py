@@ -134,6 +134,9 @@ with right:
     f.chart(fig, key="try_top5")
 if note:
     st.caption(f":material/info: {note}")
+if threshold is not None and entry.role != "classifier":
+    st.caption(":material/info: The “probably none of the ten classes” check is calibrated for the "
+               "shipped classifier only, so it is not applied to this model.")
 
 others = [m for m in models if m.path != entry.path]
 if others and st.toggle("Compare with the other models", key="try_compare"):

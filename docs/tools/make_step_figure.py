@@ -9,7 +9,8 @@ Writes (all PNG, pixels enlarged with nearest-neighbour so nothing is smoothed o
                                   steps: top row = the picture as it stands after that step (the
                                   current latent, decoded), bottom row = the model's guess of the
                                   finished picture at that step (the DDIM "predicted x0", decoded);
-- docs/how_it_works_latent.png    a real CIFAR-10 test image -> its 8x8x4 latent -> decoded back;
+- docs/how_it_works_latent.png    a real CIFAR-10 test image -> its latent (16x16x4 for the
+                                  current model) -> decoded back;
 - docs/how_it_works_guidance.png  the same prompt and seed at several guidance scales.
 
 It does not change or copy the sampler: it calls the package's own `ddim_sample` with a thin
@@ -161,16 +162,18 @@ def latent_figure(model, args, record):
     z = model.encode_images(images)
     recon = model.decode_latents(z)
     s = args.scale
-    cell, small = 32 * s, 8 * s
+    size, ch = model.config.latent_size, model.config.latent_channels
+    cell = model.image_size * s
+    small = size * max(1, s * 8 // size)  # each latent channel drawn at ~32 px whatever its size
     pad, head = 8, 34
-    ch = model.config.latent_channels
-    col_w = [cell, 2 * small + pad // 2, cell]
     width = 10 + cell + 40 + (2 * small + 4) + 40 + cell + 240
     height = head + len(idx) * (cell + 2 * pad + 16) + 10
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
     f_big, f_small = font(15), font(12)
-    draw.text((10, 6), "picture (32x32x3 = 3,072 numbers)  ->  latent (8x8x4 = 256 numbers)  ->  decoded picture",
+    n_px, n_lat = int(np.prod(images.shape[1:])), size * size * ch
+    draw.text((10, 6), f"picture ({model.image_size}x{model.image_size}x3 = {n_px:,} numbers)  ->  "
+                       f"latent ({size}x{size}x{ch} = {n_lat:,} numbers)  ->  decoded picture",
               fill="black", font=f_big)
     y = head
     lo, hi = float(np.percentile(z, 1)), float(np.percentile(z, 99))
@@ -234,7 +237,8 @@ def main(argv=None):
     guidance = model.default_guidance_scale if args.guidance is None else args.guidance
     rec_path = Path(args.record)
     record = json.loads(rec_path.read_text()) if rec_path.is_file() and args.only else {}
-    record["model"] = str(args.model)
+    model_path = Path(args.model).resolve()
+    record["model"] = str(model_path.relative_to(ROOT)) if model_path.is_relative_to(ROOT) else str(args.model)
     if args.only in (None, "steps"):
         steps_figure(model, args, guidance, record)
     if args.only in (None, "latent"):

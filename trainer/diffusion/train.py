@@ -6,12 +6,12 @@
 The autoencoder (stage 1) is its own run, `python -m trainer.diffusion.train_autoencoder`; its
 folder (default tuning/text2image/autoencoder) is frozen here and copied into the saved model.
 Checkpoints go to --checkpoint-dir every --checkpoint-every steps; the same command again resumes
-(--fresh starts over). --snapshots saves the EMA weights at fractions of the run (a learning curve).
+(--fresh starts over). --snapshots saves the EMA weights at fractions of the run (a learning curve)
+to <checkpoint-dir>/snapshots/at<fraction>.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from dataclasses import replace
@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from trainer.artifacts import cpu_name
+from trainer.diffusion.arguments import check_training_args, training_parser
 
 DEFAULT_OUT = "saved_models/text2image"
 DEFAULT_AE = "tuning/text2image/autoencoder"
@@ -26,34 +27,18 @@ DEFAULT_CKPT = "checkpoints/text2image"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=1, help="epochs over the training split (default exactly one)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=7e-4, help="peak learning rate of the UNet + text encoder")
-    p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
+    p = training_parser(__doc__, epochs=1, batch_size=32, lr=7e-4, warmup=200, out=DEFAULT_OUT,
+                        checkpoint_dir=DEFAULT_CKPT)
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay cap for the saved weights (0 = off)")
     p.add_argument("--prediction", choices=("epsilon", "v"), default="epsilon", help="the UNet's target")
     p.add_argument("--snr-gamma", type=float, default=5.0, help="min-SNR-gamma loss weighting (0 = off)")
     p.add_argument("--no-pooled-text", action="store_true",
                    help="condition through cross-attention only (no pooled text in the time embedding)")
     p.add_argument("--autoencoder", default=DEFAULT_AE, help="stage-1 folder from trainer.diffusion.train_autoencoder")
-    p.add_argument("--preset", choices=("small", "tiny"), default="small", help="model size (tiny: for tests)")
-    p.add_argument("--limit", type=int, default=None, help="train on a class-balanced subset of this many images")
-    p.add_argument("--data", default=None, help="path of cifar-10-python.tar.gz (default: found automatically)")
-    p.add_argument("--out", default=DEFAULT_OUT)
-    p.add_argument("--checkpoint-dir", default=DEFAULT_CKPT)
-    p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     p.add_argument("--snapshots", default="", help="comma-separated fractions of the run, e.g. 0.25,0.5: "
-                   "EMA weights saved to <out>_at<fraction> for a learning curve")
-    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
-    p.add_argument("--threads", type=int, default=0, help="TF intra-op threads (0 = TensorFlow's default)")
-    p.add_argument("--seed", type=int, default=0)
+                   "EMA weights saved to <checkpoint-dir>/snapshots/at<fraction> for a learning curve")
     args = p.parse_args(argv)
-    for name in ("epochs", "batch_size", "checkpoint_every", "warmup"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.limit is not None and args.limit < 10:
-        p.error("--limit must be at least 10 (one image per class)")
+    check_training_args(p, args)
     if not 0.0 <= args.ema < 1.0:
         p.error("--ema must be in [0, 1)")
     if args.snr_gamma < 0 or args.lr <= 0:
@@ -147,7 +132,7 @@ def main(argv=None) -> Path:
             live = [v.numpy() for v in model.text_encoder.trainable_variables + model.unet.trainable_variables]
             for var, w in zip(model.text_encoder.trainable_variables + model.unet.trainable_variables, weights):
                 var.assign(w)
-            out = Path(f"{args.out}_at{fraction:g}")
+            out = ckpt.folder / "snapshots" / f"at{fraction:g}"
             model.save(out, extra_files={"training.json": json.dumps(
                 {**training_record(state["ldm"]["seconds"], step), "fraction_of_run": fraction}, indent=1)})
             for var, w in zip(model.text_encoder.trainable_variables + model.unet.trainable_variables, live):

@@ -10,38 +10,22 @@ The result (config.json, encoder/decoder weights, training.json) is what stage 2
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from datetime import datetime, timezone
 
 from trainer.artifacts import atomic_dir, cpu_name
+from trainer.diffusion.arguments import check_training_args, training_parser
 
 DEFAULT_OUT = "tuning/text2image/autoencoder"
 DEFAULT_CKPT = "checkpoints/text2image_autoencoder"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=3, help="epochs over the training split (default 3)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
-    p.add_argument("--preset", choices=("small", "tiny"), default="small", help="model size (tiny: for tests)")
-    p.add_argument("--limit", type=int, default=None, help="train on a class-balanced subset of this many images")
-    p.add_argument("--data", default=None, help="path of cifar-10-python.tar.gz (default: found automatically)")
-    p.add_argument("--out", default=DEFAULT_OUT)
-    p.add_argument("--checkpoint-dir", default=DEFAULT_CKPT)
-    p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
-    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
-    p.add_argument("--threads", type=int, default=0, help="TF intra-op threads (0 = TensorFlow's default)")
-    p.add_argument("--seed", type=int, default=0)
+    p = training_parser(__doc__, epochs=3, batch_size=64, lr=1e-3, warmup=100, out=DEFAULT_OUT,
+                        checkpoint_dir=DEFAULT_CKPT)
     args = p.parse_args(argv)
-    for name in ("epochs", "batch_size", "checkpoint_every", "warmup"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.limit is not None and args.limit < 10:
-        p.error("--limit must be at least 10 (one image per class)")
+    check_training_args(p, args)
     return args
 
 
