@@ -41,7 +41,11 @@ def tflite_call(path: Path):
     """A one-thread interpreter as a function image -> probabilities, with nothing else per call."""
     from trainer.export import tflite_interpreter
 
-    interpreter = tflite_interpreter(path, threads=1)
+    return interpreter_call(tflite_interpreter(path, threads=1))
+
+
+def interpreter_call(interpreter):
+    """An allocated TFLite interpreter as a function image -> probabilities."""
     inp = interpreter.get_input_details()[0]["index"]
     out = interpreter.get_output_details()[0]["index"]
 

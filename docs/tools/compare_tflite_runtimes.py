@@ -26,19 +26,12 @@ sys.path.insert(0, str(REPO))
 
 def _tf_lite_call(path):
     """trainer.latency's timed call, built on the old runtime: image -> probabilities, one thread."""
+    from trainer.timing import interpreter_call
     import tensorflow as tf
 
     interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=1)
     interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]["index"]
-    out = interpreter.get_output_details()[0]["index"]
-
-    def call(image):
-        interpreter.set_tensor(inp, image)
-        interpreter.invoke()
-        return interpreter.get_tensor(out)
-
-    return call
+    return interpreter_call(interpreter)
 
 
 def main(names):

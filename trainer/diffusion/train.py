@@ -13,7 +13,6 @@ to <checkpoint-dir>/snapshots/at<fraction>.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,7 +55,7 @@ def main(argv=None) -> Path:
     args = parse_args(argv)
     from trainer.runtime import configure
     configure(args.threads)
-    from trainer.diffusion.training import Checkpoint
+    from trainer.diffusion.training import open_checkpoint
 
     from trainer.data import balanced_subset, load_cifar10
     from trainer.diffusion.captions import drop_colour, make_captions
@@ -77,14 +76,8 @@ def main(argv=None) -> Path:
            "prediction": args.prediction, "snr_gamma": args.snr_gamma, "pooled_text": not args.no_pooled_text,
            "autoencoder": str(ae_dir), "autoencoder_finished_at": ae_training.get("finished_at")}
 
-    ckpt = Checkpoint(args.checkpoint_dir)
-    if args.fresh and ckpt.folder.exists():
-        shutil.rmtree(ckpt.folder)
-    if ckpt.exists():
-        state = ckpt.state()
-        if state["run"] != run:
-            raise SystemExit(f"checkpoint in {ckpt.folder} is from another run ({state['run']}); "
-                             "pass the same flags, --fresh, or another --checkpoint-dir")
+    ckpt, state = open_checkpoint(args.checkpoint_dir, run, args.fresh)
+    if state is not None:
         config = DiffusionConfig.load(ckpt.current / "config.json")
         tokenizer = WordTokenizer.load(ckpt.current / "vocab.json")
     else:

@@ -11,7 +11,6 @@ The result (config.json, encoder/decoder weights, training.json) is what stage 2
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timezone
 
 from trainer.artifacts import atomic_dir, cpu_name
@@ -33,7 +32,7 @@ def main(argv=None):
     args = parse_args(argv)
     from trainer.runtime import configure
     configure(args.threads)
-    from trainer.diffusion.training import Checkpoint, train_autoencoder
+    from trainer.diffusion.training import open_checkpoint, train_autoencoder
 
     from trainer.data import balanced_subset, load_cifar10
     from trainer.diffusion.autoencoder import build_decoder, build_encoder
@@ -43,17 +42,11 @@ def main(argv=None):
     images, _ = balanced_subset(data.x_train, data.y_train, args.limit, args.seed)
     run = {"preset": args.preset, "n_images": len(images), "epochs": args.epochs, "batch_size": args.batch_size,
            "lr": args.lr, "warmup": args.warmup, "seed": args.seed}
-    ckpt = Checkpoint(args.checkpoint_dir)
-    if args.fresh and ckpt.folder.exists():
-        shutil.rmtree(ckpt.folder)
-    config = DiffusionConfig() if args.preset == "small" else tiny_config()
-    if ckpt.exists():
-        state = ckpt.state()
-        if state["run"] != run:
-            raise SystemExit(f"checkpoint in {ckpt.folder} is from another run ({state['run']}); "
-                             "pass the same flags, --fresh, or another --checkpoint-dir")
+    ckpt, state = open_checkpoint(args.checkpoint_dir, run, args.fresh)
+    if state is not None:
         config = DiffusionConfig.load(ckpt.current / "config.json")
     else:
+        config = DiffusionConfig() if args.preset == "small" else tiny_config()
         state = {"run": run, "log": []}
     c = config
     encoder = build_encoder(c.image_size, c.ae_widths, c.latent_channels, c.ae_attention)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -94,6 +95,21 @@ class Checkpoint:
             return None
         with np.load(path) as data:
             return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+def open_checkpoint(folder, run: dict, fresh: bool) -> tuple[Checkpoint, dict | None]:
+    """The checkpoint of `run` and its saved state (None when starting over); refuses a
+    checkpoint written by other settings, which would otherwise be silently mixed in."""
+    ckpt = Checkpoint(folder)
+    if fresh and ckpt.folder.exists():
+        shutil.rmtree(ckpt.folder)
+    if not ckpt.exists():
+        return ckpt, None
+    state = ckpt.state()
+    if state["run"] != run:
+        raise SystemExit(f"checkpoint in {ckpt.folder} is from another run ({state['run']}); "
+                         "pass the same flags, --fresh, or another --checkpoint-dir")
+    return ckpt, state
 
 
 # -- the step loop -------------------------------------------------------------------------
