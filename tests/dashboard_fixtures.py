@@ -7,8 +7,10 @@
   broken/      config.json with an arch, a garbage model.keras and an unreadable metrics.json
   text2image/  a real untrained tiny text-to-image model (when trainer.diffusion exists), which
                the classifier pages must skip
-`make_tuning_root(root)` writes tuning/summary.csv and summary.json with a few trials, and
-tuning/experiments/ (figures only, no weights): seed_a and seed_b, one recipe at two seeds
+`make_tuning_root(root)` writes tuning/summary.csv and summary.json with a few trials (trial "00"
+the hand-designed net; summary.json a dict with the proxy budget, best trial and best recipe, as
+trainer.tuners.write_summary writes it), proxy_validation.json (5k_2ep finished with rho 0.83,
+10k_3ep unfinished, without rho), and tuning/experiments/ (figures only, no weights): seed_a and seed_b, one recipe at two seeds
 (0.80 and 0.806: a 0.60-point spread; seed_b's metrics.json predates the "test_images" field), and
 smoke, evaluated on 20 test images.
 """
@@ -152,9 +154,38 @@ def make_tuning_root(root: Path) -> Path:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    write_json(root / "summary.json", rows)
+    trials = [{**r, "val_accuracy": r["val_accuracy"] if r["val_accuracy"] != "" else None} for r in rows]
+    best = max((r for r in trials if r["val_accuracy"] is not None), key=lambda r: r["val_accuracy"])
+    write_json(root / "summary.json", {
+        "objective": "val_accuracy on a hold-out carved from the training split",
+        "proxy_budget": PROXY_BUDGET, "trials": trials, "best_trial_id": best["trial_id"],
+        "best_recipe": {"arch": "airnet", "cutout": 8,
+                        "hyperparameters": {k[3:]: v for k, v in best.items() if k.startswith("hp_")}}})
+    write_json(root / "proxy_validation.json", PROXY_VALIDATION)
     make_experiments(root / "experiments")
     return root
+
+
+PROXY_BUDGET = {"name": "5k_2ep", "tuner": "bayesian", "epochs": 2, "train_images": 5000,
+                "val_images": 5000, "batch_size": 256, "seed": 0}
+
+
+def _proxy_row(recipe: str, arch: str, proxy: float, full: float) -> dict:
+    return {"recipe": recipe, "arch": arch, "proxy_val_accuracy": proxy, "full_test_accuracy": full,
+            "full_source": f"saved_models/{recipe}/metrics.json", "seconds": 40.0, "params": 500_000}
+
+
+PROXY_VALIDATION = {"proxies": {
+    "5k_2ep": {"budget": {"train_images": 5000, "epochs": 2}, "seed": 0,
+               "rows": [_proxy_row("resnet20", "resnet20", 0.61, 0.9098),
+                        _proxy_row("sepnet_best", "sepnet", 0.55, 0.8418),
+                        _proxy_row("airnet_sep", "airnet", 0.63, 0.9078),
+                        _proxy_row("airnet_sep_cutout8", "airnet", 0.66, 0.9196)],
+               "rho": 0.83, "rho_search_family": 1.0, "seconds": 420.0, "meets_target": True},
+    "10k_3ep": {"budget": {"train_images": 10000, "epochs": 3}, "seed": 0,
+                "rows": [_proxy_row("resnet20", "resnet20", 0.70, 0.9098),
+                         _proxy_row("airnet_sep", "airnet", 0.72, 0.9078)]},
+}}
 
 
 def make_experiments(root: Path) -> None:

@@ -13,7 +13,7 @@ from conftest import REPO, run_module
 
 @pytest.mark.parametrize("module", ["trainer.search", "trainer.train", "trainer.ablate", "trainer.throughput",
                                     "trainer.evaluate", "trainer.latency", "trainer.quantize", "trainer.ensemble",
-                                    "trainer.compare"])
+                                    "trainer.compare", "trainer.proxy_check"])
 def test_help(module):
     proc = run_module(module, "--help")
     assert proc.returncode == 0 and "usage: python -m " + module in proc.stdout

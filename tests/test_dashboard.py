@@ -7,6 +7,7 @@ Faults (missing folders, broken model, bad uploads, empty prompt) must give a me
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import sys
 import threading
@@ -479,13 +480,126 @@ def test_search_results():
     assert {m.label for m in at.metric} >= {"Trials", "Best hold-out accuracy"}
     # the best trial's settings, then every trial
     assert len(at.dataframe) == 2 and len(at.dataframe[-1].value) == 8
-    assert len(at.get("plotly_chart")) == 2  # parallel coordinates + scatter
+    assert len(at.get("plotly_chart")) == 3  # proxy check + parallel coordinates + scatter
+    table = at.dataframe[-1].value
+    assert table.set_index("trial_id")["hand-designed"].to_dict()["00"] is True  # trial 0 is marked
+    assert table["hand-designed"].sum() == 1
     at.toggle(key="search_only_done").set_value(True).run()
     assert not at.exception
     assert len(at.dataframe[-1].value) == 7  # the failed trial is hidden
     at.selectbox(key="search_color").set_value("hp_block").run()
     at.multiselect(key="search_hps").set_value(["hp_width"]).run()
     assert not at.exception
+
+
+def metrics_of(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_search_proxy_check():
+    at = open_page("search")
+    shown = metrics_of(at)
+    assert shown["Spearman rho, proxy vs full"] == "0.83"
+    assert shown["Recipes"] == "4" and shown["Training time"] == "7.0 min"
+    captions = texts(at.caption)
+    assert "test accuracy of its committed full-budget model" in captions
+    assert "used only to check" in captions and "never to choose a model" in captions
+    assert "hold-out carved from the training split" in captions
+    assert "proxy budget **5k_2ep**" in texts(at.markdown)  # the budget the search used
+    radio = at.radio(key="search_proxy")
+    assert radio.value == "5k_2ep" and len(radio.options) == 2  # starts on the search's budget
+    assert "used by the search" in radio.options[0]
+    radio.set_value("10k_3ep").run()
+    assert not at.exception
+    assert metrics_of(at)["Spearman rho, proxy vs full"] == "—"  # unfinished: no rho yet
+    assert "proxy_check --proxy 10k_3ep" in texts(at.caption)
+
+
+@pytest.mark.parametrize("content", [None, "{ not json", '{"proxies": []}'])
+def test_search_without_proxy_check(artifacts, tmp_path, monkeypatch, content):
+    tuning = tmp_path / "tuning"
+    shutil.copytree(artifacts[1], tuning)
+    if content is None:
+        (tuning / "proxy_validation.json").unlink()
+    else:
+        (tuning / "proxy_validation.json").write_text(content, encoding="utf-8")
+    monkeypatch.setenv("TUNING_DIR", str(tuning))
+    at = open_page("search")
+    assert "python -m trainer.proxy_check" in texts(at.info)
+    assert "Spearman rho, proxy vs full" not in metrics_of(at)
+    # the rest of the page still renders
+    assert len(at.get("plotly_chart")) == 2 and len(at.dataframe) == 2
+
+
+def test_search_winner_not_trained_yet():
+    at = open_page("search")
+    shown = metrics_of(at)
+    assert shown["Hand-designed net (trial 00), hold-out"] == "67.8%"  # trial 00's proxy score
+    assert shown["Best trial (07), hold-out"] == "86.5%"
+    assert shown["Hand-designed tiny, shipped"] != "—"  # from the manifest's classifier
+    assert shown["Hand-designed tiny, second seed"] == "—"
+    assert "Searched winner (airnet_searched)" not in shown
+    info = texts(at.info)
+    assert "not been trained at the full budget yet" in info
+    assert "python -m trainer.train --recipe best" in info
+
+
+def test_search_winner_beside_the_hand_designed_seeds(artifacts, tmp_path, monkeypatch):
+    tuning = tmp_path / "tuning"
+    shutil.copytree(artifacts[1], tuning)
+    for name, acc, extra in (("airnet_searched", 0.9234, {"trial_id": "03"}), ("tiny_seed1", 0.4321, {})):
+        folder = tuning / "experiments" / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"name": name, "arch": "airnet", **extra}))
+        (folder / "metrics.json").write_text(json.dumps({"name": name, "accuracy": acc, "test_images": 10000}))
+    monkeypatch.setenv("TUNING_DIR", str(tuning))
+    at = open_page("search")
+    shown = metrics_of(at)
+    assert shown["Searched winner (airnet_searched)"] == "92.3%"
+    assert shown["Hand-designed tiny, second seed"] == "43.2%"
+    assert shown["Hand-designed tiny, shipped"] != "—"
+    assert "--recipe best` trains" not in texts(at.info)
+    captions = texts(at.caption)
+    assert "trained from trial 03" in captions  # the summary's best is now 07: retrain
+    assert "two seeds differ by" in captions
+
+
+def test_search_tolerates_odd_proxy_and_summary_files(tmp_path, monkeypatch):
+    tuning = tmp_path / "tuning"
+    tuning.mkdir()
+    (tuning / "proxy_validation.json").write_text(json.dumps({"proxies": {
+        "a": {"rows": 5, "budget": "x", "rho": "nan"}, "b": "not a dict",
+        "c": {"rows": [1, {"recipe": "r", "proxy_val_accuracy": "x"},
+                       {"proxy_val_accuracy": 0.5, "full_test_accuracy": 0.9}]}}}))
+    (tuning / "summary.json").write_text(json.dumps({  # odd keys, a trial without params
+        "proxy_budget": "5k", "best_recipe": [1], "best_trial_id": 3,
+        "trials": [{"trial_id": 0, "val_accuracy": 0.5, "params": 10, "hp_type": "sep"},
+                   {"trial_id": 3, "val_accuracy": 0.6, "hp_type": None}]}))
+    monkeypatch.setenv("TUNING_DIR", str(tuning))
+    at = open_page("search")
+    assert metrics_of(at)["Best trial (3), hold-out"] == "60.0%"
+    assert len(at.radio(key="search_proxy").options) == 2  # the unreadable proxy "b" is left out
+
+
+def test_search_best_is_the_hand_designed_net(tmp_path, monkeypatch):
+    tuning = tmp_path / "tuning"
+    tuning.mkdir()
+    trials = [{"trial_id": "0", "status": "COMPLETED", "val_accuracy": 0.71, "params": 882946, "hp_cutout": 8},
+              {"trial_id": "1", "status": "COMPLETED", "val_accuracy": 0.65, "params": 500000, "hp_cutout": 0}]
+    (tuning / "summary.json").write_text(json.dumps({
+        "objective": "val_accuracy", "proxy_budget": {"name": "5k_2ep", "epochs": 2, "train_images": 5000},
+        "trials": trials, "best_trial_id": "0",
+        "best_recipe": {"arch": "airnet", "hyperparameters": {}, "cutout": 8}}))
+    monkeypatch.setenv("TUNING_DIR", str(tuning))
+    at = open_page("search")
+    assert "best proxy score is the hand-designed net itself" in texts(at.markdown)
+    assert "Best trial: 0** (the hand-designed net)" in texts(at.markdown)
+    assert "python -m trainer.proxy_check" in texts(at.info)  # no proxy check in this folder
+    # an older summary: a bare list of trials, no proxy budget or best recipe
+    (tuning / "summary.json").write_text(json.dumps(trials))
+    at = open_page("search")
+    assert metrics_of(at)["Best trial (0), hold-out"] == "71.0%"
+    assert "best proxy score is the hand-designed net itself" in texts(at.markdown)
 
 
 def test_search_tolerates_missing_and_partial(tmp_path, monkeypatch):

@@ -16,6 +16,9 @@ def test_search_writes_a_summary_with_every_trial(tiny_model_dir):
     assert best["status"] == "COMPLETED"
     assert best["val_accuracy"] == max(t["val_accuracy"] for t in summary["trials"] if t["status"] == "COMPLETED")
     assert 0 < best["params"] < 1_000_000 and best["macs"] > 0
+    first = min(summary["trials"], key=lambda t: int(t["trial_id"]))  # the hand-designed net comes first
+    assert (first["hp_width_2"], first["hp_type_2"], first["hp_cutout"]) == (256, "separable", 8)
+    assert summary["best_recipe"]["arch"] == "airnet"
     header = (tiny_model_dir["tuning"] / "summary.csv").read_text().splitlines()[0]
     assert header.startswith("trial_id,status,val_accuracy") and "hp_width_1" in header
 

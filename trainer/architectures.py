@@ -37,6 +37,8 @@ AIRNET_HP = {
     "convs": [2, 3, 3],          # convolutions per block; the first one is followed by the 2x2 max-pool
     "block_types": ["conv", "separable", "separable"],  # a full-conv first block, separable after
     "bn_scale": False,          # airbench: BN's scale frozen at 1, only its shift learned
+    "kernel_size": 3,           # of every block convolution (full or depthwise)
+    "pool": "max",              # the 2x2 pool after each block's first convolution: max (airbench) or avg
     "learning_rate": 0.2,
     "weight_decay": 5e-4,
     "label_smoothing": 0.1,
@@ -86,15 +88,15 @@ def _airnet_params(hp: dict) -> int:
     hp = {**AIRNET_HP, **hp}
     if not len(hp["widths"]) == len(hp["convs"]) == len(hp["block_types"]):
         raise ValueError("widths, convs and block_types must have one entry per block")
-    channels = int(hp["stem_width"])
+    channels, taps = int(hp["stem_width"]), int(hp["kernel_size"]) ** 2
     total = _NORMALIZATION_PARAMS + 2 * 2 * 3 * channels + channels
     for width, convs, kind in zip(hp["widths"], hp["convs"], hp["block_types"]):
         width = int(width)
         for _ in range(int(convs)):
             if kind == "conv":
-                total += 9 * channels * width
+                total += taps * channels * width
             elif kind == "separable":
-                total += 9 * channels + channels * width
+                total += taps * channels + channels * width
             else:
                 raise ValueError(f"unknown block type {kind!r}: use conv or separable")
             total += _bn_params(width, bool(hp["bn_scale"]))

@@ -1,77 +1,79 @@
-"""The KerasTuner search space over depthwise-separable CNNs, with the < 1M parameter rule."""
+"""The KerasTuner search space: airbench-style separable nets and the recipe settings that moved
+results, with the < 1M parameter rule checked before anything is built.
+
+Every default is the hand-designed shipped classifier (airnet_sep_cutout8), so the space's
+default point is the model the search has to beat.
+"""
 
 from __future__ import annotations
 
-import time
-
 import keras_tuner as kt
 
-from trainer.macs import count_macs
-from trainer.constants import MAX_PARAMS, within_param_limit
 from trainer.architectures import count_params_from_config
-from trainer.models import DEFAULT_HP, build_sepnet
-from trainer.training import compile_classifier, eval_dataset, steps_per_epoch, train_dataset
+from trainer.constants import MAX_PARAMS, within_param_limit
+from trainer.models import build_airnet
+from trainer.training import compile_classifier, steps_per_epoch
 
-# Choices sized so most points fit under 1M; the rest fail fast in build() (no training).
-SEARCH_SPACE = {
-    "stem": ["patch2", "conv3s2"],
-    "first_stage": ["separable", "conv"],
-    "width_1": [48, 64, 96],
-    "width_2": [96, 128, 160],
-    "width_3": [160, 192, 256, 320],
-    "kernel_size": [3, 5],
-    "expansion": [1, 2, 3, 4],
-    "activation": ["relu", "gelu", "swish"],
-    "dropout": [0.0, 0.1, 0.2],
-    "label_smoothing": [0.0, 0.1, 0.2],
-}
-INT_RANGES = {"blocks_1": (1, 3), "blocks_2": (1, 3), "blocks_3": (1, 3)}
-LOG_RANGES = {"learning_rate": (0.05, 0.4), "weight_decay": (1e-4, 1e-3)}
+BLOCKS = (1, 2, 3)
+# Recipe settings a trial trains with; everything else in a trial's values is the network's.
+RECIPE_SETTINGS = ("cutout",)
 
 
-def sample_hyperparameters(hp: kt.HyperParameters) -> dict:
-    """Registers every hyperparameter (defaults from DEFAULT_HP) and returns their values."""
-    values = {}
-    for name, choices in SEARCH_SPACE.items():
-        values[name] = hp.Choice(name, choices, default=DEFAULT_HP[name])
-    for name, (lo, hi) in INT_RANGES.items():
-        values[name] = hp.Int(name, lo, hi, default=DEFAULT_HP[name])
-    values["squeeze_excite"] = hp.Boolean("squeeze_excite", default=DEFAULT_HP["squeeze_excite"])
-    for name, (lo, hi) in LOG_RANGES.items():
-        values[name] = hp.Float(name, lo, hi, sampling="log", default=DEFAULT_HP[name])
-    return values
-
-
-class SepNetHyperModel(kt.HyperModel):
-    """Builds a sepnet per trial and trains it on the proxy budget given to `search()`."""
+class AirNetHyperModel(kt.HyperModel):
+    """Builds one airnet per trial and trains it on the proxy budget given to `search()`."""
 
     def __init__(self, epochs: int, batch_size: int, train_images: int, seed: int = 0):
-        super().__init__(name="sepnet")
+        super().__init__(name="airnet")
         self.epochs = epochs
         self.batch_size = batch_size
         self.total_steps = steps_per_epoch(train_images, batch_size) * epochs
         self.seed = seed
 
     def build(self, hp):
-        values = sample_hyperparameters(hp)
-        params = count_params_from_config("sepnet", values)  # before building: no weights allocated
+        widths = {1: [32, 48, 64, 96], 2: [128, 192, 256, 320], 3: [256, 384, 512, 640]}
+        default_width, default_convs = {1: 64, 2: 256, 3: 512}, {1: 2, 2: 3, 3: 3}
+        default_type = {1: "conv", 2: "separable", 3: "separable"}
+        net = {
+            "stem_width": hp.Choice("stem_width", [16, 24, 32], default=24),
+            "widths": [hp.Choice(f"width_{b}", widths[b], default=default_width[b]) for b in BLOCKS],
+            "convs": [hp.Int(f"convs_{b}", 1, 3, default=default_convs[b]) for b in BLOCKS],
+            "block_types": [hp.Choice(f"type_{b}", ["conv", "separable"], default=default_type[b])
+                            for b in BLOCKS],
+            "kernel_size": hp.Choice("kernel_size", [3, 5], default=3),
+            "pool": hp.Choice("pool", ["max", "avg"], default="max"),
+            "bn_scale": hp.Boolean("bn_scale", default=False),
+            "learning_rate": hp.Float("learning_rate", 0.05, 0.4, sampling="log", default=0.2),
+            "weight_decay": hp.Float("weight_decay", 1e-4, 1e-3, sampling="log", default=5e-4),
+            "label_smoothing": hp.Choice("label_smoothing", [0.0, 0.1, 0.2], default=0.1),
+        }
+        hp.Choice("cutout", [0, 8, 12, 16], default=8)  # used by fit()
+        params = count_params_from_config("airnet", net)  # arithmetic: no weights allocated yet
         if not within_param_limit(params):
             # A failed trial, not a crash: KerasTuner records it and samples the next point.
             raise kt.errors.FailedTrialError(f"{params:,} parameters, not under {MAX_PARAMS:,}")
-        return compile_classifier(build_sepnet(values), values, self.total_steps)
+        return compile_classifier(build_airnet(net), net, self.total_steps)
 
     def fit(self, hp, model, x, y, validation_data, callbacks=None, verbose=2, **kwargs):
-        start = time.perf_counter()
-        history = model.fit(
-            train_dataset(x, y, self.batch_size, self.seed),
-            validation_data=eval_dataset(*validation_data),
-            epochs=self.epochs, callbacks=callbacks, verbose=verbose)
-        val_acc = history.history["val_accuracy"]
-        # Report the last epoch: with a one-cycle schedule it is the one a full run would keep.
-        return {
-            "val_accuracy": float(val_acc[-1]),
-            "accuracy": float(history.history["accuracy"][-1]),
-            "params": float(model.count_params()),
-            "macs": float(count_macs(model)),
-            "seconds": time.perf_counter() - start,
-        }
+        from trainer.proxy import ProxyData, fit_and_score
+
+        data = ProxyData(x, y, *validation_data, source="")
+        # KerasTuner's own callback saves each trial's weights (3-4 MB a trial); the search keeps
+        # only the scores, so the oracle's folder stays small enough to commit and resume from.
+        kept = [c for c in callbacks or [] if type(c).__name__ != "SaveBestEpoch"]
+        return fit_and_score(model, data, self.epochs, self.batch_size, hp.get("cutout"), self.seed,
+                             callbacks=kept, verbose=verbose)
+
+
+def within_limit(values: dict) -> bool:
+    """Whether a point of the space builds a network under the parameter limit (arithmetic only)."""
+    return within_param_limit(count_params_from_config("airnet", recipe_from_values(values)["hyperparameters"]))
+
+
+def recipe_from_values(values: dict) -> dict:
+    """A trial's values as a recipe's "hyperparameters" (airnet's lists) and its cutout."""
+    hp = {k: v for k, v in values.items() if not k.startswith("tuner/") and k not in RECIPE_SETTINGS}
+    net = {k: v for k, v in hp.items() if not k.split("_")[0] in ("width", "convs", "type")}
+    net["widths"] = [hp[f"width_{b}"] for b in BLOCKS]
+    net["convs"] = [hp[f"convs_{b}"] for b in BLOCKS]
+    net["block_types"] = [hp[f"type_{b}"] for b in BLOCKS]
+    return {"arch": "airnet", "hyperparameters": net, "cutout": values.get("cutout", 0)}

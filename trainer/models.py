@@ -140,11 +140,11 @@ def build_resnet20(name: str = "resnet20") -> keras.Model:
     return keras.Model(inputs, outputs, name=name)
 
 
-def _airnet_conv(x, channels: int, kind: str, name: str):
+def _airnet_conv(x, channels: int, kind: str, name: str, kernel_size: int = 3):
     if kind == "conv":
-        return layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+        return layers.Conv2D(channels, kernel_size, padding="same", use_bias=False, name=f"{name}_conv")(x)
     if kind == "separable":
-        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dw")(x)
+        x = layers.DepthwiseConv2D(kernel_size, padding="same", use_bias=False, name=f"{name}_dw")(x)
         return layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_pw")(x)
     raise ValueError(f"unknown block type {kind!r}: use conv or separable")
 
@@ -160,6 +160,9 @@ def build_airnet(hp: dict | None = None, name: str = "airnet") -> keras.Model:
     hp = {**AIRNET_HP, **(hp or {})}
     if not len(hp["widths"]) == len(hp["convs"]) == len(hp["block_types"]):
         raise ValueError("widths, convs and block_types must have one entry per block")
+    pools = {"max": layers.MaxPooling2D, "avg": layers.AveragePooling2D}
+    if hp["pool"] not in pools:
+        raise ValueError(f"unknown pool {hp['pool']!r}: use max or avg")
     inputs = keras.Input(INPUT_SHAPE, name="pixels")
     x = normalization()(inputs)
     x = layers.Conv2D(int(hp["stem_width"]), 2, padding="valid", name="stem_conv")(x)
@@ -167,9 +170,9 @@ def build_airnet(hp: dict | None = None, name: str = "airnet") -> keras.Model:
     for b, (width, convs, kind) in enumerate(zip(hp["widths"], hp["convs"], hp["block_types"]), start=1):
         for c in range(int(convs)):
             n = f"b{b}c{c + 1}"
-            x = _airnet_conv(x, int(width), kind, n)
+            x = _airnet_conv(x, int(width), kind, n, int(hp["kernel_size"]))
             if c == 0:
-                x = layers.MaxPooling2D(2, name=f"{n}_pool")(x)
+                x = pools[hp["pool"]](2, name=f"{n}_pool")(x)
             x = _bn(f"{n}_bn", scale=bool(hp["bn_scale"]))(x)
             x = layers.Activation("gelu", name=f"{n}_act")(x)
     x = layers.GlobalMaxPooling2D(name=FEATURES_LAYER)(x)

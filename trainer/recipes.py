@@ -42,7 +42,8 @@ def default_hyperparameters(arch: str) -> dict:
 
 
 def best_trial(tuning_dir: Path) -> dict:
-    """The best completed trial of a search summary, as {"trial_id", "val_accuracy", "hyperparameters"}."""
+    """The best completed trial of a search summary: {"trial_id", "val_accuracy", "recipe"}, where
+    recipe holds the trial's arch, hyperparameters and cutout."""
     path = Path(tuning_dir) / "summary.json"
     if not path.is_file():
         raise FileNotFoundError(f"no search summary at {path}; run `python -m trainer.search` "
@@ -52,8 +53,9 @@ def best_trial(tuning_dir: Path) -> dict:
     best = by_id.get(summary.get("best_trial_id"))
     if best is None:
         raise ValueError(f"{path} has no completed trial to train")
-    hp = {k[3:]: v for k, v in best.items() if k.startswith("hp_")}
-    return {"trial_id": best["trial_id"], "val_accuracy": best["val_accuracy"], "hyperparameters": hp}
+    recipe = summary.get("best_recipe") or {  # summaries of the earlier sepnet search
+        "arch": "sepnet", "hyperparameters": {k[3:]: v for k, v in best.items() if k.startswith("hp_")}}
+    return {"trial_id": best["trial_id"], "val_accuracy": best["val_accuracy"], "recipe": recipe}
 
 
 def shipped_recipe_name() -> str:
@@ -104,9 +106,12 @@ def load(recipe: str | None, tuning_dir: Path | None = None) -> dict:
     if recipe is None:
         recipe = shipped_recipe_name()
     if recipe == "best":
+        # The best trial's network and settings, trained with the shipped classifier's budget.
         trial = best_trial(tuning_dir or RECIPES_DIR.parent)
-        return from_spec({"name": "sepnet_best", "arch": "sepnet", "trial_id": trial["trial_id"],
-                          "hyperparameters": {**DEFAULT_HP, **trial["hyperparameters"]}}, "the search's best trial")
+        shipped = load(None)
+        spec = {**{k: shipped[k] for k in RUN_DEFAULTS}, **trial["recipe"],
+                "name": f"{trial['recipe']['arch']}_searched", "trial_id": trial["trial_id"]}
+        return from_spec(spec, "the search's best trial")
     if recipe == "default":
         return from_spec({"name": "sepnet_default", "arch": "sepnet"}, "default")
     named = RECIPES_DIR / f"{recipe}.json"

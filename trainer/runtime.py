@@ -6,8 +6,12 @@ so both happen here, before anything else touches TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
+import importlib.util
 import logging
 import os
+import sys
 import warnings
 
 VERBOSE_ENV = "TRAINER_VERBOSE"  # set to 1 to see TensorFlow's own log lines again
@@ -26,10 +30,59 @@ def quiet_tf(verbose: bool | None = None) -> None:
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="tensorflow")
     warnings.filterwarnings("ignore", module="keras")
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Points file descriptor 2 at /dev/null: C++ writes to stderr go nowhere meanwhile."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _SilentLoader(importlib.abc.Loader):
+    def __init__(self, inner):
+        self.inner = inner
+
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module):
+        with _stderr_silenced():
+            self.inner.exec_module(module)
+
+    def __getattr__(self, name):  # everything else (resources, source) from the real loader
+        return getattr(self.inner, name)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Silences stderr while `import tensorflow` runs, once.
+
+    Where TensorFlow turns oneDNN on (recent Intel CPUs) it logs start-up lines through absl before
+    logging is initialised, which TF_CPP_MIN_LOG_LEVEL does not reach in TF 2.21. A failed import
+    still raises its Python error, printed after stderr is back.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _SilentLoader(spec.loader)
+        return spec
 
 
 def set_verbose() -> None:
